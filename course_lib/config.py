@@ -1,0 +1,93 @@
+"""Course-wide settings: the profile, the device, the data directory and the seed.
+
+Every notebook starts with ``cfg = course_lib.setup()``.  The same notebook then runs in two
+profiles:
+
+* ``quick``: a 2-core CPU (and CI).  Small, deterministic splits carved from the offline mirror,
+  few epochs; each lesson finishes in about 90 s.
+* ``full``: a Colab GPU.  Official splits, downloaded when missing, real training budgets.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROFILES = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class Config:
+    """What a lesson needs to know about where and how it runs."""
+
+    profile: str
+    device: torch.device
+    data_dir: Path
+    run_dir: Path
+    seed: int
+
+    @property
+    def quick(self) -> bool:
+        return self.profile == "quick"
+
+    def pick(self, quick, full):
+        """Return ``quick`` or ``full`` for the active profile, e.g. ``cfg.pick(2, 30)`` epochs."""
+        return quick if self.quick else full
+
+    def summary(self) -> str:
+        return (f"course_lib: profile={self.profile} device={self.device} seed={self.seed} "
+                f"data_dir={self.data_dir} torch={torch.__version__}")
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/transfer-course`` (``~/.cache/transfer-course`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "transfer-course"
+
+
+def data_dir() -> Path:
+    """The data directory: ``$COURSE_DATA_DIR``, else ``<cache>/data``."""
+    env = os.environ.get("COURSE_DATA_DIR")
+    return Path(env).expanduser() if env else default_cache_dir() / "data"
+
+
+def run_dir() -> Path:
+    """Where checkpoints and histories go: ``$COURSE_RUN_DIR``, else ``<cache>/runs``."""
+    env = os.environ.get("COURSE_RUN_DIR")
+    return Path(env).expanduser() if env else default_cache_dir() / "runs"
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_profile(profile: str | None = None) -> str:
+    """``profile`` if given, else ``$COURSE_PROFILE``, else ``full`` with CUDA and ``quick`` without."""
+    chosen = profile or os.environ.get("COURSE_PROFILE") or ("full" if torch.cuda.is_available() else "quick")
+    chosen = chosen.strip().lower()
+    if chosen not in PROFILES:
+        raise ValueError(f"Unknown profile {chosen!r}; use one of {PROFILES} "
+                         f"(argument `profile` or environment variable COURSE_PROFILE).")
+    return chosen
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) so that a rerun prints the same numbers."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def setup(profile: str | None = None, seed: int = 0, verbose: bool = True) -> Config:
+    """Pick the profile and device, seed everything and print a one-line summary."""
+    cfg = Config(profile=resolve_profile(profile), device=default_device(), data_dir=data_dir(),
+                 run_dir=run_dir(), seed=int(seed))
+    seed_everything(cfg.seed)
+    if verbose:
+        print(cfg.summary())
+    return cfg

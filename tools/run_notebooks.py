@@ -1,0 +1,58 @@
+"""Execute every notebook with nbval, on copies, and print each notebook's runtime.
+
+Usage: python tools/run_notebooks.py notebooks solutions [-- extra pytest args]
+
+The committed notebooks are never executed in place (that would add outputs and upset Jupytext's
+pairing): they are copied to build/nbval/ first.  nbval runs with --nbval-lax (only cells marked
+NBVAL_CHECK_OUTPUT compare outputs; every cell must still run without error) and --nbval-current-env.
+Each lesson's budget in the quick profile is 90 s; notebooks over it are flagged (a report, not a test).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILD = ROOT / "build" / "nbval"
+BUDGET_S = 90.0
+
+
+def main(argv: list[str]) -> int:
+    folders = [a for a in argv if not a.startswith("-")] or ["notebooks", "solutions"]
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    shutil.rmtree(BUILD, ignore_errors=True)
+    copies = []
+    for folder in folders:
+        for nb in sorted((ROOT / folder).glob("*.ipynb")):
+            dest = BUILD / folder / nb.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(nb, dest)
+            copies.append(dest)
+    if not copies:
+        print(f"No notebooks found in {folders}")
+        return 1
+    timing = BUILD / "timing.json"
+    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "nbtiming",
+           f"--nbtiming-out={timing}", "-o", "cache_dir=build/.pytest_cache", "--rootdir", str(BUILD),
+           *map(str, copies), *extra]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tools")}
+    code = subprocess.call(cmd, cwd=ROOT, env=env)
+    print_table(json.loads(timing.read_text()) if timing.exists() else {})
+    return code
+
+
+def print_table(times: dict[str, dict]) -> None:
+    print("\nNotebook runtimes (seconds, kernel start included)")
+    print(f"{'notebook':<48} {'seconds':>8}  status")
+    for name, row in sorted(times.items()):
+        flag = "  OVER the 90 s quick budget" if row["seconds"] > BUDGET_S and name.startswith("notebooks/") else ""
+        print(f"{name:<48} {row['seconds']:>8.1f}  {row['outcome']}{flag}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
