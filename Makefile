@@ -12,15 +12,16 @@ STAMP := $(VENV)/.course-installed
 $(STAMP): environment.yml pyproject.toml tools/env_requirements.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PYTHON) tools/env_requirements.py environment.yml > $(VENV)/requirements.txt
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r $(VENV)/requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
 install: $(STAMP)
 
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
+
 lab: install
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
 test: install
 	$(PY) -m pytest tests

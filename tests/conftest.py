@@ -54,7 +54,7 @@ def build_fake_mirror(root: Path) -> dict[str, bytes]:
     out["MNIST/raw/t10k-labels-idx1-ubyte.gz"] = _idx(y)
     lines = []
     for c in range(10):
-        for _ in range(4):
+        for _ in range(10):
             vals = rng.uniform(-1, 1, 256)
             lines.append(f"{c + 1} " + " ".join(f"{j + 1}:{v:.6f}" for j, v in enumerate(vals)))
     out["usps/usps.t.bz2"] = bz2.compress("\n".join(lines).encode())

@@ -178,8 +178,12 @@ def http_server(tmp_path):
     """Serve ``tmp_path/www`` on 127.0.0.1; yields (base_url, folder)."""
     www = tmp_path / "www"
     www.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
-    handler.log_message = lambda *a: None
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(www))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -247,3 +251,126 @@ def test_package_checksums_match_the_mirror_manifest():
         assert mirror[rel] == digest, rel
     assert len(files.tree("cifar10/test/")) == 10_000
     assert len(files.tree("bsds500/val/")) + len(files.tree("bsds500/test/")) == 300
+
+
+# ------------------------------------------------------------------ full profile: official archives over HTTP
+def _cifar_batch(x: np.ndarray, y: np.ndarray, names: list[str]) -> bytes:
+    import pickle
+
+    return pickle.dumps({"data": x.reshape(len(x), -1), "labels": y.tolist(), "filenames": names})
+
+
+def test_full_profile_downloads_official_cifar_and_orders_test_like_the_mirror(fake_mirror, http_server,
+                                                                              monkeypatch):
+    """The official tarball gives the same 10-class test images, in the same order, as the PNG folder."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    base, www = http_server
+    classes = datasets.CIFAR10_CLASSES
+    pngs = sorted((fake_mirror / "cifar10" / "test").rglob("*.png"))
+    test_x = np.stack([np.asarray(Image.open(p)) for p in pngs]).transpose(0, 3, 1, 2)
+    test_y = np.array([classes.index(p.parent.name) for p in pngs])
+    test_names = [p.name for p in pngs]
+    shuffle = np.random.default_rng(0).permutation(len(pngs))  # the tarball's order differs from the folder's
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        def add(name, blob):
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+        add("test_batch", _cifar_batch(test_x[shuffle], test_y[shuffle], [test_names[i] for i in shuffle]))
+        rng = np.random.default_rng(1)
+        for b in range(1, 6):
+            y = np.repeat(np.arange(10), 2)
+            add(f"data_batch_{b}", _cifar_batch(rng.integers(0, 256, (20, 3, 32, 32), dtype=np.uint8), y,
+                                                [f"train_{b}_{i}.png" for i in range(20)]))
+    blob = buf.getvalue()
+    (www / "cifar-10-python.tar.gz").write_bytes(blob)
+    monkeypatch.delenv("COURSE_OFFLINE")
+    monkeypatch.setitem(files.REMOTE, "cifar10/cifar-10-python.tar.gz",
+                        (f"{base}/cifar-10-python.tar.gz", "md5:" + hashlib.md5(blob).hexdigest()))
+    full = {s: data.load("cifar10", s, profile="full") for s in data.SPLITS}
+    assert [len(full[s]) for s in data.SPLITS] == [90, 10, 50]
+    assert (fake_mirror / "cifar10" / "cifar-10-python.tar.gz").exists()
+    # quick, from the tarball only: identical to quick from the PNG folder
+    quick_png = torch.cat([data.load("cifar10", s).data for s in data.SPLITS])
+    import shutil
+
+    shutil.rmtree(fake_mirror / "cifar10" / "test")
+    shutil.rmtree(fake_mirror / "cache")
+    data._built.cache_clear()
+    quick_tar = torch.cat([data.load("cifar10", s).data for s in data.SPLITS])
+    assert torch.equal(quick_png, quick_tar)
+
+
+def test_full_profile_mnist_and_usps_use_the_official_train_files(fake_mirror, http_server, monkeypatch):
+    base, www = http_server
+    for rel in ("MNIST/raw/t10k-images-idx3-ubyte.gz", "MNIST/raw/t10k-labels-idx1-ubyte.gz"):
+        name = rel.split("/")[-1].replace("t10k", "train")
+        blob = (fake_mirror / rel).read_bytes()
+        (www / name).write_bytes(blob)
+        monkeypatch.setitem(files.REMOTE, f"MNIST/raw/{name}", (f"{base}/{name}", "md5:" + hashlib.md5(blob).hexdigest()))
+    blob = (fake_mirror / "usps/usps.t.bz2").read_bytes()
+    (www / "usps.bz2").write_bytes(blob)
+    monkeypatch.setitem(files.REMOTE, "usps/usps.bz2", (f"{base}/usps.bz2", "md5:" + hashlib.md5(blob).hexdigest()))
+    monkeypatch.delenv("COURSE_OFFLINE")
+    assert [len(data.load("mnist", s, profile="full")) for s in data.SPLITS] == [90, 10, 100]
+    assert [len(data.load("usps", s, profile="full")) for s in data.SPLITS] == [90, 10, 100]
+    assert [len(data.load("mnist_m", s, profile="full")) for s in data.SPLITS] == [90, 10, 100]
+
+
+def _zip_of_characters(top: str, alphabets: list[str]) -> bytes:
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for a in alphabets:
+            for d in range(1, 3):
+                img = Image.new("L", (105, 105), 255)
+                out = io.BytesIO()
+                img.save(out, format="PNG")
+                z.writestr(f"{top}/{a}/character01/0001_{d:02d}.png", out.getvalue())
+    return buf.getvalue()
+
+
+def test_full_profile_omniglot_splits_background_and_evaluation(fake_mirror, http_server, monkeypatch):
+    base, www = http_server
+    background = [f"BgAlphabet{i}" for i in range(12)]
+    for name, alphabets in (("images_background", background), ("images_evaluation", ["EvalA", "EvalB"])):
+        blob = _zip_of_characters(name, alphabets)
+        (www / f"{name}.zip").write_bytes(blob)
+        monkeypatch.setitem(files.REMOTE, f"omniglot/{name}.zip",
+                            (f"{base}/{name}.zip", "md5:" + hashlib.md5(blob).hexdigest()))
+    monkeypatch.delenv("COURSE_OFFLINE")
+    alph = {s: {c.split("/")[0] for c in data.load("omniglot", s, profile="full").classes} for s in data.SPLITS}
+    assert alph["test"] == {"EvalA", "EvalB"}
+    assert len(alph["train"]) == 10 and len(alph["val"]) == 2 and not (alph["train"] & alph["val"])
+
+
+def test_bsds_photos_are_extracted_from_the_official_archive_and_verified(fake_mirror, http_server, monkeypatch):
+    import io
+    import shutil
+    import tarfile
+
+    base, www = http_server
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for rel in files.tree("bsds500/"):
+            split, name = rel.split("/")[1:]
+            blob = (fake_mirror / rel).read_bytes()
+            info = tarfile.TarInfo(f"BSR/BSDS500/data/images/{split}/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    (www / "BSR_bsds500.tgz").write_bytes(buf.getvalue())
+    expected = datasets.bsds_photos(fake_mirror)
+    shutil.rmtree(fake_mirror / "bsds500")
+    monkeypatch.setattr(files, "BSDS_URL", f"{base}/BSR_bsds500.tgz")
+    monkeypatch.delenv("COURSE_OFFLINE")
+    got = datasets.bsds_photos(fake_mirror)
+    assert len(got) == len(expected) and all(np.array_equal(a, b) for a, b in zip(got, expected))

@@ -63,7 +63,7 @@ def read_idx(path: Path) -> np.ndarray:
         raise ValueError(f"{path} is not an MNIST idx file (magic {magic})")
     ndim = magic % 256
     shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    data = np.frombuffer(bytearray(raw), dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != int(np.prod(shape)):
         raise ValueError(f"{path} is truncated: {data.size} values for shape {shape}")
     return data.reshape(shape)
