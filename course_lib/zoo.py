@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from . import config, data, models
-from .data.integrity import ChecksumError, atomic_save, file_digest
+from .data.integrity import load_stamped, save_stamped
 from .features import to_rgb
 from .strategies import accuracy, train_classifier
 
@@ -105,31 +105,22 @@ def load(name: str, profile: str | None = None, data_dir: str | Path | None = No
     if not spec.trained_by_course:
         return models.cifar_resnet(spec.depth, pretrained=True, data_dir=data_dir).to(device).eval()
     path = cache_path(name, profile, data_dir)
-    stamp = path.with_name(path.name + ".sha256")
-    if path.exists() or stamp.exists():
-        if not (path.exists() and stamp.exists()):
-            raise ChecksumError(f"Zoo cache for {name} is incomplete ({path} or its stamp {stamp.name} is missing). "
-                                "Delete both files to retrain it.")
-        want = stamp.read_text().split()[0]
-        if file_digest(path) != want:
-            raise ChecksumError(f"Zoo cache {path} does not match its checksum {want} (recorded in {stamp}). "
-                                "Delete both files to retrain it.")
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = load_stamped(path)
+    if saved is not None:
         model = models.cifar_resnet(spec.depth, pretrained=False, num_classes=len(saved["info"]["classes"]))
         model.load_state_dict(saved["state_dict"])
         return model.to(device).eval()
     model, info = train_source(name, profile, data_dir, device, progress)
-    atomic_save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "info": info}, path)
-    stamp.write_text(f"{file_digest(path)}  {path.name}\n")
+    save_stamped({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "info": info}, path)
     return model
 
 
 def cache_info(name: str, profile: str | None = None, data_dir: str | Path | None = None) -> dict:
     """What was recorded when a course-made source was trained (recipe, classes, train accuracy)."""
-    path = cache_path(name, profile, data_dir)
-    if not path.exists():
-        raise FileNotFoundError(f"{name} is not cached yet ({path}); call zoo.load({name!r}) first")
-    return torch.load(path, map_location="cpu", weights_only=False)["info"]
+    saved = load_stamped(cache_path(name, profile, data_dir))
+    if saved is None:
+        raise FileNotFoundError(f"{name} is not cached yet; call zoo.load({name!r}) first")
+    return saved["info"]
 
 
 # ------------------------------------------------------------------ what a score needs from a source

@@ -117,3 +117,12 @@ def fake_mirror(tmp_path, monkeypatch):
     data_mod._built.cache_clear()
     yield root
     data_mod._built.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Unit tests use tiny tensors: intra-op threads only add overhead (and contend on a 2-core machine)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

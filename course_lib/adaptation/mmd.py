@@ -1,0 +1,147 @@
+"""Distances between feature distributions: the squared Maximum Mean Discrepancy (Gretton et al. 2012).
+
+MMD² between P and Q with kernel k is E k(x, x') + E k(y, y') - 2 E k(x, y).  With a *characteristic*
+kernel (RBF) it is zero only when P = Q; with the linear kernel k(a, b) = a·b it only compares means:
+MMD² = ||E x - E y||².  Two estimators from samples x (N, D), y (M, D):
+
+* biased (V-statistic): plain means of the three kernel matrices.  Its expectation is positive even
+  when P = Q (for the linear kernel it is about tr(Cov)·(1/N + 1/M)).
+* unbiased (U-statistic): the diagonals k(x_i, x_i), k(y_j, y_j) are left out; mean 0 when P = Q,
+  so it can be slightly negative.
+
+``mmd_test`` turns the statistic into a p-value with a permutation test.
+
+Memory is O(N·M): squared distances come from ``torch.cdist``, never from an (N, M, D) tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+KERNELS = ("rbf", "linear", "multi")
+MULTI_EXPONENTS = (-2, -1, 0, 1, 2)  # DAN-style: bandwidths median * 2**k
+
+
+def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(N, D), (M, D) -> (N, M) squared Euclidean distances.
+
+    The direct (non-matmul) mode keeps a point's distance to itself exactly 0 in float32, which the
+    biased estimator's diagonal depends on; it still never builds an (N, M, D) tensor.
+    """
+    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+
+
+def median_bandwidth(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The median heuristic: median distance between distinct points of the pooled sample (detached)."""
+    z = torch.cat([x, y]).detach()
+    d = _sq_dists(z, z).sqrt()
+    off = d[~torch.eye(len(z), dtype=torch.bool, device=z.device)]
+    med = off.median()
+    if med <= 0:
+        raise ValueError("median pairwise distance is 0 (all points identical?); pass a numeric bandwidth")
+    return med
+
+
+def _check(x: torch.Tensor, y: torch.Tensor, unbiased: bool) -> None:
+    if not (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor)):
+        raise ValueError("x and y must be torch tensors")
+    if x.ndim != 2 or y.ndim != 2:
+        raise ValueError(f"expected samples x (N, D) and y (M, D), got {tuple(x.shape)} and {tuple(y.shape)}")
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must have the same feature dimension, got {x.shape[1]} and {y.shape[1]}")
+    need = 2 if unbiased else 1
+    if len(x) < need or len(y) < need:
+        raise ValueError(f"need at least {need} samples in x and in y, got {len(x)} and {len(y)}")
+
+
+def _mean(k: torch.Tensor, unbiased: bool) -> torch.Tensor:
+    """Mean of a square kernel matrix, leaving out its diagonal when ``unbiased``."""
+    if not unbiased:
+        return k.mean()
+    n = k.shape[0]
+    return (k.sum() - k.diagonal().sum()) / (n * (n - 1))
+
+
+def kernel_matrix(a: torch.Tensor, b: torch.Tensor, kernel: str, sigma: torch.Tensor | float | None) -> torch.Tensor:
+    """(N, D), (M, D) -> (N, M) kernel values; ``sigma`` is the RBF bandwidth (the base one for "multi")."""
+    if kernel == "linear":
+        return a @ b.T
+    d2 = _sq_dists(a, b)
+    sigmas = [sigma * 2.0 ** k for k in MULTI_EXPONENTS] if kernel == "multi" else [sigma]
+    return sum(torch.exp(-d2 / (2 * s ** 2)) for s in sigmas)
+
+
+def _check_kernel(kernel: str, bandwidth: float | str) -> None:
+    if kernel not in KERNELS:
+        raise ValueError(f"Unknown kernel {kernel!r}; use one of {KERNELS}")
+    if not (bandwidth == "median" or (isinstance(bandwidth, (int, float)) and not isinstance(bandwidth, bool)
+                                      and bandwidth > 0)):
+        raise ValueError(f"bandwidth must be 'median' or a positive number (sigma), got {bandwidth!r}")
+
+
+def _sigma(x: torch.Tensor, y: torch.Tensor, kernel: str, bandwidth: float | str) -> torch.Tensor | None:
+    if kernel == "linear":
+        return None
+    if bandwidth == "median":
+        return median_bandwidth(x, y)
+    return torch.tensor(float(bandwidth), dtype=x.dtype, device=x.device)
+
+
+def _mmd2_from_blocks(kxx: torch.Tensor, kyy: torch.Tensor, kxy: torch.Tensor, unbiased: bool) -> torch.Tensor:
+    return _mean(kxx, unbiased) + _mean(kyy, unbiased) - 2 * kxy.mean()
+
+
+def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: str = "rbf", bandwidth: float | str = "median",
+         unbiased: bool = True) -> torch.Tensor:
+    """Squared MMD between samples x (N, D) and y (M, D); a 0-dim tensor that gradients flow through.
+
+    kernel: ``"rbf"`` k(a, b) = exp(-||a - b||² / (2 sigma²)); ``"linear"`` k(a, b) = a·b;
+    ``"multi"`` the sum of RBF kernels with sigma = bandwidth * 2**k, k in -2..2 (as in DAN, Long et al. 2015).
+    bandwidth: sigma as a positive number, or ``"median"`` (median pooled pairwise distance, computed on
+    detached inputs).  Ignored by the linear kernel.
+    unbiased: U-statistic (diagonals excluded) if True, V-statistic if False.
+    """
+    _check_kernel(kernel, bandwidth)
+    _check(x, y, unbiased)
+    sigma = _sigma(x, y, kernel, bandwidth)
+    return _mmd2_from_blocks(kernel_matrix(x, x, kernel, sigma), kernel_matrix(y, y, kernel, sigma),
+                             kernel_matrix(x, y, kernel, sigma), unbiased)
+
+
+@dataclass
+class MMDTest:
+    """A permutation two-sample test: the unbiased MMD², its p-value and the permutation null (n_permutations,)."""
+
+    statistic: float
+    p_value: float
+    null: torch.Tensor
+
+
+@torch.no_grad()
+def mmd_test(x: torch.Tensor, y: torch.Tensor, n_permutations: int = 500, kernel: str = "rbf",
+             bandwidth: float | str = "median", seed: int = 0) -> MMDTest:
+    """Is P = Q?  Permutation test on the unbiased MMD² of x (N, D) and y (M, D).
+
+    The kernel (and a median bandwidth) is fixed once on the pooled sample, its (N+M)² matrix computed
+    once, and each permutation reshuffles which rows count as x.  p = (1 + #{null >= stat}) / (1 + B),
+    which is never 0 and is valid (P(p <= a) <= a under P = Q).
+    """
+    _check_kernel(kernel, bandwidth)
+    _check(x, y, unbiased=True)
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
+    n = len(x)
+    z = torch.cat([x, y]).detach()
+    k = kernel_matrix(z, z, kernel, _sigma(x, y, kernel, bandwidth))  # (N+M, N+M), computed once
+
+    def stat(idx: torch.Tensor) -> float:
+        kk = k[idx][:, idx]
+        return _mmd2_from_blocks(kk[:n, :n], kk[n:, n:], kk[:n, n:], unbiased=True).item()
+
+    observed = stat(torch.arange(len(z)))
+    gen = torch.Generator().manual_seed(seed)
+    null = torch.tensor([stat(torch.randperm(len(z), generator=gen)) for _ in range(n_permutations)])
+    p = (1 + (null >= observed).sum().item()) / (1 + n_permutations)
+    return MMDTest(observed, p, null)

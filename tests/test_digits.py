@@ -1,0 +1,75 @@
+"""adaptation.digits: the benchmark pairs as tensors, and ``run`` with its checksummed cache."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from course_lib.adaptation import digits
+from course_lib.data.integrity import ChecksumError
+
+
+def test_load_pair_shapes_and_unknown_target(fake_mirror):
+    pair = digits.load_pair("usps")
+    assert pair.profile == "quick" and pair.data_dir == fake_mirror
+    for x, y in (pair.source_train, pair.source_test, pair.target_train, pair.target_val, pair.target_test):
+        assert x.shape[1:] == (3, 28, 28) and x.dtype == torch.float32 and len(x) == len(y) > 0
+        assert 0 <= x.min() and x.max() <= 1
+    with pytest.raises(ValueError, match="Unknown target"):
+        digits.load_pair("svhn")
+
+
+@pytest.fixture
+def pair(fake_mirror):
+    p = digits.load_pair("mnist_m")
+    small = lambda t: (t[0][:80], t[1][:80])
+    return digits.DigitPair(p.target, p.profile, p.data_dir, small(p.source_train), small(p.source_test),
+                            small(p.target_train), small(p.target_val), small(p.target_test))
+
+
+def test_run_caches_and_a_hit_returns_what_training_gave(pair, monkeypatch):
+    torch.manual_seed(123)
+    model, hist = digits.run(pair, "dann", steps=2, lambda_max=0.5, seed=1, batch_size=8, progress=False)
+    after_miss = torch.rand(3)
+    cached = list((pair.data_dir / "cache" / "digits").glob("*.pt"))
+    assert len(cached) == 1 and cached[0].with_name(cached[0].name + ".sha256").exists()
+    monkeypatch.setattr(digits, "train_adapted", lambda *a, **k: pytest.fail("a cache hit must not train"))
+    torch.manual_seed(123)
+    model2, hist2 = digits.run(pair, "dann", steps=2, lambda_max=0.5, seed=1, batch_size=8, progress=False)
+    assert torch.equal(torch.rand(3), after_miss)  # the caller's RNG is untouched either way
+    assert hist2 == hist and hist[-1]["step"] == 2 and "target_acc" in hist[-1]
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
+
+
+def test_run_keys_the_cache_on_every_setting(pair):
+    digits.run(pair, "source", steps=2, seed=0, batch_size=8, progress=False)
+    digits.run(pair, "source", steps=2, seed=1, batch_size=8, progress=False)
+    digits.run(pair, "mmd", steps=2, lambda_max=1.0, seed=0, batch_size=8, progress=False)
+    digits.run(pair, "source", steps=2, seed=0, batch_size=8, progress=False, cache=False)
+    assert len(list((pair.data_dir / "cache" / "digits").glob("*.pt"))) == 3
+
+
+def test_oracle_trains_on_target_labels(pair, monkeypatch):
+    seen = {}
+
+    def fake(model, source, target, steps, method, **kw):
+        seen.update(source=source, method=method, lam=kw["lambda_max"])
+        return [{"step": steps}]
+
+    monkeypatch.setattr(digits, "train_adapted", fake)
+    digits.run(pair, "oracle", steps=2, lambda_max=0.7, batch_size=8, progress=False, cache=False)
+    assert seen["source"] is pair.target_train and seen["method"] == "source" and seen["lam"] == 0.0
+    with pytest.raises(ValueError, match="Unknown method"):
+        digits.run(pair, "coral", steps=2)
+
+
+def test_corrupted_cache_raises_instead_of_retraining(pair, monkeypatch):
+    digits.run(pair, "source", steps=2, batch_size=8, progress=False)
+    path = next((pair.data_dir / "cache" / "digits").glob("*.pt"))
+    path.write_bytes(path.read_bytes()[:-10])
+    monkeypatch.setattr(digits, "train_adapted", lambda *a, **k: pytest.fail("must not retrain over a corrupted cache"))
+    with pytest.raises(ChecksumError, match="Delete both files"):
+        digits.run(pair, "source", steps=2, batch_size=8, progress=False)
+    path.with_name(path.name + ".sha256").unlink()
+    with pytest.raises(ChecksumError, match="missing"):
+        digits.run(pair, "source", steps=2, batch_size=8, progress=False)
