@@ -14,7 +14,7 @@
 * ``meta_loss`` / ``meta_train`` / ``evaluate`` / ``mean_ci``: the outer loop and the meta-test.
 * ``head_reset``: a pretrained ``conv4`` with a fresh N-way head, for the fine-tuning baseline.
 
-The KL term here (``kl_to_teacher``) is the same batchmean × T² loss as Hinton et al.'s distillation.
+The inner loss with a teacher is ``distill.kd_loss``: Hinton et al.'s batchmean × T² distillation loss.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 from tqdm.auto import tqdm
+
+from .distill import kd_loss
 
 Params = dict[str, torch.Tensor]
 
@@ -129,15 +131,6 @@ def check_functional(model: nn.Module) -> None:
 
 
 # ---------------------------------------------------------------- losses and the teacher
-def kl_to_teacher(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
-    """T² · KL(softmax(teacher/T) ‖ softmax(student/T)), averaged over the batch; both logits (B, N)."""
-    if student_logits.shape != teacher_logits.shape or student_logits.ndim != 2:
-        raise ValueError(f"student and teacher logits must both be (B, N), got {tuple(student_logits.shape)} "
-                         f"and {tuple(teacher_logits.shape)}")
-    return F.kl_div(F.log_softmax(student_logits / T, 1), F.softmax(teacher_logits / T, 1),
-                    reduction="batchmean") * T ** 2
-
-
 def inner_loss(logits: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tensor | None = None,
                alpha: float = 0.0, T: float = 1.0) -> torch.Tensor:
     """(1 − α) · CE(logits, y) + α · T² · KL(teacher ‖ student); logits (B, N), y (B,), teacher_logits (B, N).
@@ -149,7 +142,7 @@ def inner_loss(logits: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tens
         raise ValueError(f"alpha weighs the teacher term and must be in [0, 1], got {alpha}")
     if teacher_logits is None or alpha == 0:
         return F.cross_entropy(logits, y)
-    return (1 - alpha) * F.cross_entropy(logits, y) + alpha * kl_to_teacher(logits, teacher_logits, T)
+    return kd_loss(logits, teacher_logits, y, T, alpha).total
 
 
 class PrototypeTeacher:
