@@ -148,20 +148,6 @@ def teacher_logits(teacher: nn.Module, images: torch.Tensor, batch_size: int = 2
     return torch.cat(out)
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
-    """Top-1 accuracy of ``model`` in eval mode on images (N, C, H, W) with labels (N,)."""
-    if len(images) != len(labels):
-        raise ValueError(f"need one label per image, got {len(images)} images and {len(labels)} labels")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    correct = sum((model(xb.to(device)).argmax(1).cpu() == yb).sum().item()
-                  for xb, yb in zip(images.split(batch_size), labels.split(batch_size)))
-    model.train(was_training)
-    return correct / len(labels)
-
-
 def train_student(student: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int, *,
                   cached_logits: torch.Tensor | None = None, teacher: nn.Module | None = None,
                   T: float = 4.0, alpha: float = 0.9, lr: float = 2e-3, batch_size: int = 128,

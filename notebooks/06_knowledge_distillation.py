@@ -404,7 +404,7 @@ for name, (model, logits) in rows.items():
                    "agreement": (logits.argmax(1) == t_test.argmax(1)).float().mean().item(),
                    "KL at T": distill.kd_loss(logits, t_test, y_test, T, 1.0).soft.item() / T ** 2}
 for name, (model, _) in runs.items():
-    table[f"student, {name}"]["train acc"] = distill.accuracy(model, x_train, y_train)
+    table[f"student, {name}"]["train acc"] = strategies.accuracy(model, x_train, y_train)
 print(f"{'':22s}{'params':>9s}{'ms/batch':>10s}{'test acc':>10s}{'train acc':>10s}{'agreement':>10s}{'KL at T':>9s}")
 for name, r in table.items():
     train_acc = f"{r['train acc']:10.4f}" if "train acc" in r else f"{'—':>10s}"
