@@ -8,7 +8,8 @@
   teacher sees the same images every epoch, so caching its logits is exact and saves one teacher
   forward pass per batch.
 * ``train_student``: a seeded loop on tensors, from scratch (no teacher) or distilled from cached
-  logits or from a teacher run on every batch.
+  logits or from a teacher run on every batch.  A label of ``UNLABELLED`` (−1) marks an image that
+  only the teacher labels (Hinton et al.'s *transfer set* need not be labelled).
 * ``count_params``, ``time_inference``: the size and speed columns of a compression table.
 """
 
@@ -25,12 +26,15 @@ from tqdm.auto import tqdm
 from .models import Normalize
 
 
+UNLABELLED = -1  # a target with no label: the hard term skips it, the soft term still uses it
+
+
 class KDLoss(NamedTuple):
     """The three scalars ``kd_loss`` returns: ``total = alpha * soft + (1 - alpha) * hard``."""
 
     total: torch.Tensor
     soft: torch.Tensor  # T² · KL(teacher_T ‖ student_T), batch mean
-    hard: torch.Tensor  # cross-entropy with the labels at T = 1, batch mean
+    hard: torch.Tensor  # cross-entropy with the labels at T = 1, mean over the labelled samples
 
 
 def _check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor) -> None:
@@ -43,6 +47,17 @@ def _check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor, ta
         raise ValueError(f"targets must be (N,) = ({len(student_logits)},) class indices, got shape {tuple(targets.shape)}")
     if targets.dtype not in (torch.int64, torch.int32, torch.uint8, torch.int16, torch.int8):
         raise ValueError(f"targets must hold integer class indices, got dtype {targets.dtype}")
+    if len(targets) and (targets.min() < UNLABELLED or targets.max() >= student_logits.shape[1]):
+        raise ValueError(f"targets must be class indices in [0, {student_logits.shape[1]}) or UNLABELLED "
+                         f"({UNLABELLED}), got values in [{int(targets.min())}, {int(targets.max())}]")
+
+
+def hard_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of logits (N, C) over the samples whose target (N,) is not ``UNLABELLED``; 0 if none is."""
+    labelled = targets != UNLABELLED
+    if not labelled.any():
+        return logits.sum() * 0.0  # keeps the graph, so backward() still works
+    return F.cross_entropy(logits[labelled], targets[labelled].long())
 
 
 def soft_targets(logits: torch.Tensor, T: float) -> torch.Tensor:
@@ -58,9 +73,10 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
 
     soft = T² · (1/N) Σᵢ KL(softmax(tᵢ/T) ‖ softmax(sᵢ/T)) (``reduction="batchmean"``; ``"mean"`` would
     also divide by C); the T² keeps its gradient on the same scale as the hard term's for every T.
-    hard = cross-entropy of the student at T = 1.  total = alpha · soft + (1 − alpha) · hard, so
-    ``alpha`` is the weight of the *soft* term; alpha = 0 is plain cross-entropy.  The teacher's logits
-    are detached: no gradient flows into the teacher.
+    hard = cross-entropy of the student at T = 1 over the labelled samples (targets of ``UNLABELLED``
+    are skipped).  total = alpha · soft + (1 − alpha) · hard, so ``alpha`` is the weight of the *soft*
+    term; alpha = 0 is plain cross-entropy.  The teacher's logits are detached: no gradient flows into
+    the teacher.
     """
     _check_logits(student_logits, teacher_logits, targets)
     if not 0.0 <= alpha <= 1.0:
@@ -68,7 +84,7 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
     p_teacher = soft_targets(teacher_logits.detach(), T)
     log_q_student = F.log_softmax(student_logits / T, dim=1)
     soft = F.kl_div(log_q_student, p_teacher, reduction="batchmean") * T ** 2
-    hard = F.cross_entropy(student_logits, targets.long())
+    hard = hard_loss(student_logits, targets)
     return KDLoss(alpha * soft + (1 - alpha) * hard, soft, hard)
 
 
@@ -155,6 +171,7 @@ def train_student(student: nn.Module, images: torch.Tensor, labels: torch.Tensor
     """Adam with a cosine-annealed learning rate (per step) on images (N, 3, H, W) and labels (N,).
 
     * neither ``cached_logits`` nor ``teacher``: from scratch, plain cross-entropy;
+    * labels of ``UNLABELLED`` (−1): images only the soft term learns from (distillation only);
     * ``cached_logits`` (N, C): distilled with ``kd_loss(T, alpha)`` from logits computed once;
     * ``teacher``: distilled, running the (frozen) teacher on every batch.
 
@@ -166,6 +183,8 @@ def train_student(student: nn.Module, images: torch.Tensor, labels: torch.Tensor
         raise ValueError("pass cached_logits or teacher, not both")
     if len(images) != len(labels) or len(images) == 0:
         raise ValueError(f"need one label per image (> 0), got {len(images)} images and {len(labels)} labels")
+    if cached_logits is None and teacher is None and (labels == UNLABELLED).any():
+        raise ValueError("training from scratch needs a label for every image; UNLABELLED images need a teacher")
     if cached_logits is not None and cached_logits.shape[0] != len(images):
         raise ValueError(f"cached_logits must be (N, C) with N = {len(images)}, got {tuple(cached_logits.shape)}")
     if teacher is not None:
@@ -188,7 +207,7 @@ def train_student(student: nn.Module, images: torch.Tensor, labels: torch.Tensor
                     t_logits = teacher(x) if teacher is not None else cached_logits[idx].to(device)
                 parts = kd_loss(logits, t_logits, y, T, alpha)
             else:
-                hard = F.cross_entropy(logits, y)
+                hard = hard_loss(logits, y)
                 parts = KDLoss(hard, torch.zeros(()), hard)
             opt.zero_grad(set_to_none=True)
             parts.total.backward()

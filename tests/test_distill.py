@@ -94,6 +94,27 @@ def test_bad_T_or_alpha(T, alpha):
         distill.kd_loss(s, t, y, T=T, alpha=alpha)
 
 
+def test_unlabelled_targets_skip_the_hard_term_only():
+    s, t, y = _logits(8)
+    y_part = y.clone()
+    y_part[::2] = distill.UNLABELLED
+    out = distill.kd_loss(s, t, y_part, T=2.0, alpha=0.4)
+    assert torch.allclose(out.hard, F.cross_entropy(s[1::2], y[1::2]))
+    assert torch.allclose(out.soft, distill.kd_loss(s, t, y, T=2.0, alpha=0.4).soft)  # every sample teaches softly
+    none = distill.kd_loss(s.requires_grad_(), t, torch.full_like(y, distill.UNLABELLED), T=2.0, alpha=0.4)
+    assert none.hard == 0 and torch.allclose(none.total, 0.4 * none.soft)
+    none.total.backward()  # a batch with no label still backpropagates
+    assert s.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("bad", [-2, 10])
+def test_targets_out_of_range(bad):
+    s, t, y = _logits()
+    y[0] = bad
+    with pytest.raises(ValueError, match="UNLABELLED"):
+        distill.kd_loss(s, t, y, T=2.0, alpha=0.5)
+
+
 def test_soft_targets_flatten_with_T():
     logits = torch.tensor([[4.0, 1.0, 0.0]])
     ent = lambda p: -(p * p.log()).sum().item()  # noqa: E731
@@ -157,6 +178,21 @@ def test_cached_logits_equal_an_online_teacher():
         assert hist[0]["total"] == pytest.approx(0.8 * hist[0]["soft"] + 0.2 * hist[0]["hard"], rel=1e-5)
     for a, b in zip(students[0].parameters(), students[1].parameters()):
         assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_unlabelled_images_teach_through_the_teacher():
+    """With only a few labels, soft targets on the unlabelled images carry the rest of the signal."""
+    x, y = _toy(64)
+    torch.manual_seed(1)
+    teacher = distill.StudentCNN(width=4, num_classes=4)
+    distill.train_student(teacher, x, y, 8, lr=1e-2, batch_size=16, seed=0, progress=False)
+    y_part = torch.full_like(y, distill.UNLABELLED)
+    y_part[:4] = y[:4]
+    hist = distill.train_student(distill.StudentCNN(width=4, num_classes=4), x, y_part, 2, T=2.0, alpha=0.5,
+                                 cached_logits=distill.teacher_logits(teacher, x), batch_size=8, seed=0, progress=False)
+    assert all(h["soft"] > 0 for h in hist)
+    with pytest.raises(ValueError, match="UNLABELLED images need a teacher"):
+        distill.train_student(distill.StudentCNN(width=4, num_classes=4), x, y_part, 1, progress=False)
 
 
 def test_train_student_input_errors():
