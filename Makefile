@@ -1,13 +1,14 @@
 # Two commands do everything on a fresh clone:
 #   make lab    create .venv if missing, install, open JupyterLab on notebooks/
 #   make test   same set-up, then unit tests + pairing checks + every notebook executed by nbval
+#               + the widget lessons driven in JupyterLab by headless Chromium (skipped, with the reason, without it)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.course-installed
 
-.PHONY: lab test install unit notebooks sync clean
+.PHONY: lab test install unit notebooks test-browser sync clean
 
 $(STAMP): environment.yml pyproject.toml tools/env_requirements.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,11 +25,16 @@ lab: install
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
 test: install
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --ignore=tests/browser
 	$(PY) tools/run_notebooks.py notebooks solutions
+	$(PY) -m pytest tests/browser
 
 unit: install
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests --ignore=tests/browser
+
+# Sliders moved with the keyboard in JupyterLab + headless Chromium; screenshots in build/browser/.
+test-browser: install
+	$(PY) -m pytest tests/browser
 
 notebooks: install
 	$(PY) tools/run_notebooks.py notebooks solutions

@@ -2,12 +2,14 @@
 
 A slider cannot be moved in headless execution (CI), so each widget's logic lives here as a pure
 function of the slider values, unit-tested over a grid of values; the notebook only draws what it
-returns.  Sections are ordered by lesson.
+returns.  Sections are ordered by lesson.  ``enable_colab`` switches on Colab's widget manager.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +17,17 @@ import torch
 from .adaptation import dann_lambda, dann_lr, kernel_matrix, median_bandwidth, mmd2
 from .distill import kd_loss, soft_targets
 from .finetune import discriminative_lrs
+
+
+def enable_colab() -> bool:
+    """On Colab, enable the custom widget manager that ipywidgets 8 needs; elsewhere do nothing.
+
+    Returns True when it was enabled.  JupyterLab renders ipywidgets 8 natively, so this is a no-op there.
+    """
+    if "google.colab" not in sys.modules:
+        return False
+    importlib.import_module("google.colab.output").enable_custom_widget_manager()
+    return True
 
 
 # ------------------------------------------------------------------ 03 · discriminative learning rates

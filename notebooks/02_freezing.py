@@ -304,8 +304,9 @@ assert torch.allclose(backbone.fc.weight, head.weight, atol=1e-5)
 # | scratch | everything, random init | images |
 #
 # **Protocol.** For each budget *n*, `balanced_subset` draws *n/2* labelled images per class (nested as
-# *n* grows). Every run takes the same number of Adam steps (`steps`, batch 64; a budget smaller than
-# 64 is one batch), so epochs = steps·64/*n*. Learning rates: 1e-2 for a new head, 1e-3 for pretrained
+# *n* grows). Every run processes about the same number of examples, `steps` × 64: epochs =
+# round(steps·64/*n*), at least one, in batches of 64. (So it is the same number of *examples*, not of
+# Adam steps: with *n* = 50 each epoch is one batch and a run takes 32 steps, not 25.) Learning rates: 1e-2 for a new head, 1e-3 for pretrained
 # layers (10× lower, as seed 002 advises for fine-tuning), 3e-3 for every layer of the scratch model.
 # No augmentation (so that caching is exact), no early stopping: we report the final model's accuracy on
 # the held-out test split. **Quick uses small budgets**: 3 label counts, 25 steps and 1 seed (full:

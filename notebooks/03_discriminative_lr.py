@@ -297,6 +297,7 @@ def redraw(_=None):
 factor_slider.observe(redraw, names="value")
 lr_slider.observe(redraw, names="value")
 redraw()
+widgets.enable_colab()  # Colab needs its custom widget manager for ipywidgets 8; no-op elsewhere
 display(W.VBox([W.HBox([lr_slider, factor_slider]), out]))
 
 # %%

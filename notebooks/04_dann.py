@@ -310,6 +310,7 @@ def draw_schedule(_=None):
 gamma_slider.observe(draw_schedule, names="value")
 lmax_slider.observe(draw_schedule, names="value")
 draw_schedule()
+widgets.enable_colab()  # Colab needs its custom widget manager for ipywidgets 8; no-op elsewhere
 display(W.VBox([W.HBox([gamma_slider, lmax_slider]), schedule_out]))
 
 # %%

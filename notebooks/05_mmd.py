@@ -285,6 +285,7 @@ def draw_kernel(_=None):
 
 sigma_slider.observe(draw_kernel, names="value")
 draw_kernel()
+widgets.enable_colab()  # Colab needs its custom widget manager for ipywidgets 8; no-op elsewhere
 display(W.VBox([sigma_slider, kernel_out]))
 
 # %%

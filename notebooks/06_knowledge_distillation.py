@@ -265,6 +265,7 @@ def draw_kd(_=None):
 t_slider.observe(draw_kd, names="value")
 a_slider.observe(draw_kd, names="value")
 draw_kd()
+widgets.enable_colab()  # Colab needs its custom widget manager for ipywidgets 8; no-op elsewhere
 display(W.VBox([W.HBox([t_slider, a_slider]), kd_out]))
 
 # %% [markdown]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 
 import pytest
 import torch.nn as nn
@@ -163,3 +164,16 @@ def test_mmd_bandwidth_at_the_median_sees_a_shift():
     same, shifted = views
     assert shifted.mmd2_unbiased > 0.1 and shifted.mmd2_unbiased > 5 * abs(same.mmd2_unbiased)
     assert shifted.mmd2_unbiased == pytest.approx(mmd2(x, y_shift, "rbf", "median").item(), rel=1e-6)
+
+
+def test_enable_colab_only_on_colab(monkeypatch):
+    import types
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    assert widgets.enable_colab() is False
+    calls = []
+    colab, output = types.ModuleType("google.colab"), types.ModuleType("google.colab.output")
+    output.enable_custom_widget_manager = lambda: calls.append("enabled")
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab.output", output)
+    assert widgets.enable_colab() is True and calls == ["enabled"]
