@@ -159,7 +159,8 @@ def test_sliders_redraw_their_figure(lab, browser, lesson):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page = browser.new_page()
     try:
-        page.goto(f"{base}/lab/tree/{lesson}.ipynb?token={token}", timeout=120_000)
+        # A workspace of its own, reset, so no other lesson's tab is restored beside this one.
+        page.goto(f"{base}/lab/workspaces/{lesson}/tree/{lesson}.ipynb?reset&token={token}", timeout=120_000)
         page.wait_for_selector(".jp-Notebook", timeout=120_000)
         _wait_for_kernel(page, lab, lesson)
         _run_all_and_wait(page)
