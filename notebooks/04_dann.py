@@ -447,9 +447,14 @@ plt.show()
 # %% [markdown]
 # The proxy A-distance falls, but only a little, and stays close to 2: a linear probe still separates
 # the domains almost perfectly, and DANN's own domain classifier is still right most of the time. At
-# this budget (and λ_max) DANN makes the features *less* domain-specific, far from domain-free, and
-# that partial alignment is what buys its accuracy here. The PCA picture shows the same: the two
-# clouds still sit apart.
+# this budget (and λ_max) DANN makes the features *less* domain-specific, far from domain-free. The PCA
+# picture shows the same: the two clouds still sit apart.
+#
+# So where does DANN's gain come from? Not necessarily from the reversed gradient alone: a DANN network
+# also pushes *target* batches through its BatchNorm layers during training, which the source-only
+# network never does. Exercise 3 (`solutions/ex3_dann_sweep`) adds the control that separates the two,
+# λ_max = 0 (same network, same batches, no adversarial signal), and measures how much of the gain is
+# left for the adversary.
 #
 # ## 6. MNIST → USPS
 #
