@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.course-installed
 
-.PHONY: lab test install unit notebooks test-browser sync clean
+.PHONY: lab test install unit notebooks test-browser sync exercises check-exercises grade clean
 
 $(STAMP): environment.yml pyproject.toml tools/env_requirements.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,9 +39,28 @@ test-browser: install
 notebooks: install
 	$(PY) tools/run_notebooks.py notebooks solutions
 
-# Regenerate each paired .ipynb from its py:percent source (the source of truth), without outputs.
+# Regenerate each paired .ipynb from its py:percent source (the source of truth), without outputs,
+# then the student exercises from solutions/ (never jupytext-sync exercises/: regenerate it).
 sync: install
-	$(VENV)/bin/jupytext --sync notebooks/*.py
+	$(VENV)/bin/jupytext --sync notebooks/*.py solutions/ex*.py
+	$(PY) tools/assign.py
+
+# exercises/ and course_lib/exercise_checks/ from solutions/ (solutions -> `...`, hidden tests removed)
+exercises: install
+	$(PY) tools/assign.py
+
+# Freshness of exercises/, then every solution graded by the real grader (full marks expected).
+check-exercises: install
+	$(PY) tools/assign.py --check
+	@for nb in solutions/ex*.ipynb; do echo "grading $$nb"; $(PY) tools/grade.py --check $$nb > /dev/null || exit 1; done
+
+# Instructors: grade every notebook in a folder -> $(GRADES)/grades.csv, feedback/<id>.md, logs/<id>.log
+GRADES ?= build/grades
+TIMEOUT ?= 300
+JOBS ?= 1
+grade: install
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder> [ASSIGNMENT=ex4_kd_grid] [TIMEOUT=300] [JOBS=1]"; exit 2; }
+	$(PY) tools/grade.py "$(SUBMISSIONS)" --out $(GRADES) --timeout $(TIMEOUT) --jobs $(JOBS) $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
 
 clean:
 	rm -rf build .pytest_cache

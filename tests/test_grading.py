@@ -1,0 +1,186 @@
+"""tools/grade.py on a tiny synthetic assignment (tests/fixtures/grading/ex0_tiny.py: q1 = 2 pts, q2 = 1 pt).
+
+One batch holds the solution, the student version and one bad submission per failure mode the issue lists;
+each must get exactly the scores asserted below, and the batch must finish.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "grading"
+sys.path.insert(0, str(ROOT / "tools"))
+import assign  # noqa: E402
+import grade  # noqa: E402
+
+HYPOT = "def hypot("
+MEAN = "def mean("
+EXPERIMENT = "lengths = "
+
+
+def _find(nb, marker: str) -> int:
+    return next(i for i, c in enumerate(nb.cells) if c.cell_type == "code" and marker in c.source)
+
+
+def _edit(nb, marker: str, source: str):
+    nb = copy.deepcopy(nb)
+    nb.cells[_find(nb, marker)].source = source
+    return nb
+
+
+def _append(nb, source: str):
+    nb = copy.deepcopy(nb)
+    nb.cells.append(nbformat.v4.new_code_cell(source))
+    return nb
+
+
+def _submissions(solution, student) -> dict[str, object]:
+    """{file name: notebook node, or raw text}; EXPECTED holds the (q1, q2, total) scores each must get.
+
+    Bad submissions start from ``answered``: the student version with both answers filled in.
+    """
+    answered = _edit(_edit(student, HYPOT, "def hypot(a, b):\n    return math.sqrt(a * a + b * b)"),
+                     MEAN, "def mean(xs):\n    return sum(xs) / len(xs)")
+    deleted = copy.deepcopy(answered)
+    del deleted.cells[_find(deleted, MEAN)]
+    reordered = copy.deepcopy(answered)
+    for marker in (HYPOT, 'grader.check("q1")'):  # hypot defined after its use, q1 checked after q2
+        reordered.cells.append(reordered.cells.pop(_find(reordered, marker)))
+    executed = copy.deepcopy(student)
+    for c in executed.cells:
+        if c.cell_type == "code":
+            c.execution_count = 1
+            c.outputs = [nbformat.v4.new_output("stream", text="q1 (2 pts): all 1 public tests passed.")]
+    loop_cell = "while True:\n    try:\n        time.sleep(0.05)\n    except BaseException:\n        pass"
+    return {
+        "solution.ipynb": solution,
+        "answered.ipynb": answered,
+        "student.ipynb": student,
+        "syntax_error.ipynb": _edit(answered, HYPOT, "def hypot(a, b) -> float\n    return math.hypot(a, b)"),
+        "exception.ipynb": _edit(answered, MEAN, "def mean(xs):\n    return sum(xs) / 0"),
+        "top_level_exception.ipynb": _append(answered, "raise RuntimeError('boom')"),
+        "infinite_loop_in_function.ipynb": _edit(answered, HYPOT, "def hypot(a, b):\n    while True:\n        pass"),
+        "infinite_loop_top_level.ipynb": _append(answered, "while True:\n    pass"),
+        "renamed_function.ipynb": _edit(answered, MEAN, "def average(xs):\n    return sum(xs) / len(xs)"),
+        "wrong_type.ipynb": _edit(answered, HYPOT, "def hypot(a, b):\n    return [math.hypot(a, b)]"),
+        "deleted_cell.ipynb": deleted,
+        "reordered_cells.ipynb": reordered,
+        "executed_with_fake_outputs.ipynb": executed,
+        "not_a_notebook.txt": "my answers are 5 and 3",
+        "garbage.ipynb": "{ this is not json",
+        "json_not_notebook.ipynb": json.dumps({"answers": [5, 3]}),
+        "redefines_grader.ipynb": _append(student, "class Notebook:\n    def check(self, q):\n        return 'passed'\n"
+                                          "grader = Notebook()"),
+        "patches_isclose.ipynb": _append(_edit(answered, HYPOT, "def hypot(a, b):\n    return 0.0"),
+                                         "math.isclose = lambda *a, **k: True\nimport builtins\n"
+                                         "builtins.isinstance = lambda *a: True"),
+        "shadows_math.ipynb": _append(_edit(answered, HYPOT, "def hypot(a, b):\n    return 0.0"),
+                                      "class _M:\n    def isclose(self, *a, **k):\n        return True\nmath = _M()"),
+        "patches_during_test.ipynb": _edit(answered, HYPOT, "def hypot(a, b):\n    import math as m\n"
+                                           "    m.isclose = lambda *x, **k: True\n    return 0.0"),
+        "exits_process.ipynb": _append(answered, "import os\nos._exit(0)"),
+        "swallows_timeouts.ipynb": _append(answered, "import time\n" + loop_cell),
+    }
+
+
+EXPECTED = {  # (q1, q2, total)
+    "solution": (2, 1, 3), "answered": (2, 1, 3), "student": (0, 0, 0), "syntax_error": (0, 1, 1), "exception": (2, 0, 2),
+    "top_level_exception": (2, 1, 3), "infinite_loop_in_function": (0, 1, 1), "infinite_loop_top_level": (2, 1, 3),
+    "renamed_function": (2, 0, 2), "wrong_type": (0, 1, 1), "deleted_cell": (2, 0, 2), "reordered_cells": (2, 1, 3),
+    "executed_with_fake_outputs": (0, 0, 0), "not_a_notebook.txt": (0, 0, 0), "garbage": (0, 0, 0),
+    "json_not_notebook": (0, 0, 0), "redefines_grader": (0, 0, 0), "patches_isclose": (0, 1, 1),
+    "shadows_math": (0, 1, 1), "patches_during_test": (0, 1, 1), "exits_process": (0, 0, 0),
+    "swallows_timeouts": (0, 0, 0),
+}
+FEEDBACK = {  # a phrase each feedback must contain
+    "syntax_error": "SyntaxError", "exception": "ZeroDivisionError", "infinite_loop_in_function": "time limit",
+    "infinite_loop_top_level": "time limit", "renamed_function": "`mean` is missing", "deleted_cell": "`mean` is missing",
+    "not_a_notebook.txt": "not a Jupyter notebook", "garbage": "could not be read", "json_not_notebook": "could not be read",
+    "redefines_grader": "no effect on grading", "patches_isclose": "no effect on grading",
+    "patches_during_test": "changed math.isclose", "exits_process": "ended the grading process early",
+    "swallows_timeouts": "exceeded the time limit of 4 s", "solution": "without having been run",
+    "reordered_cells": "reordered", "wrong_type": "AssertionError",
+}
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    solution = jupytext.read(FIXTURE / "ex0_tiny.py")
+    student = assign.parse(FIXTURE / "ex0_tiny.py").student
+    folder = tmp_path_factory.mktemp("submissions")
+    for name, content in _submissions(solution, student).items():
+        text = content if isinstance(content, str) else jupytext.writes(content, fmt="ipynb")
+        (folder / name).write_text(text)
+    (folder / ".DS_Store").write_text("ignored")
+    out = tmp_path_factory.mktemp("graded")
+    start = time.perf_counter()
+    results = grade.grade_folder(folder, out, solutions=FIXTURE, timeout=4, cell_timeout=1, test_timeout=1, jobs=4)
+    return out, {r.student: r for r in results}, time.perf_counter() - start
+
+
+def test_every_submission_gets_its_expected_scores(batch):
+    _, results, _ = batch
+    assert set(results) == set(EXPECTED), "one row per non-hidden file"
+    got = {k: (r.scores["q1"], r.scores["q2"], r.total) for k, r in results.items()}
+    wrong = {k: (got[k], v) for k, v in EXPECTED.items() if got[k] != v}
+    assert not wrong, f"(got, expected): {wrong}"
+
+
+@pytest.mark.parametrize("student", sorted(FEEDBACK))
+def test_feedback_explains(batch, student):
+    out, _, _ = batch
+    text = (out / "feedback" / f"{student}.md").read_text()
+    assert FEEDBACK[student] in text, text
+    assert "Total:" in text
+
+
+def test_grades_csv(batch):
+    out, results, _ = batch
+    with open(out / "grades.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["submission", "q1", "q2", "total"]
+    assert sorted(r[0] for r in rows[1:]) == sorted(EXPECTED)
+    assert {r[0]: float(r[3]) for r in rows[1:]} == {k: v[2] for k, v in EXPECTED.items()}
+
+
+def test_time_limit_enforced(batch):
+    """Four jobs; the slowest submission is stopped at 4 s + 0.8 s grace, the others take ~1-2 s each."""
+    _, _, seconds = batch
+    assert seconds < 45
+
+
+def test_feedback_does_not_show_hidden_test_source(batch):
+    out, _, _ = batch
+    text = (out / "feedback" / "student.md").read_text()
+    assert "hypot(-5.0, 12.0)" not in text and "try a negative side" in text
+
+
+def test_check_mode_exit_code(tmp_path):
+    nb = tmp_path / "ex0_tiny.ipynb"
+    nb.write_text(jupytext.writes(jupytext.read(FIXTURE / "ex0_tiny.py"), fmt="ipynb"))
+    assert grade.main(["--check", str(nb), "--solutions", str(FIXTURE), "--timeout", "20"]) == 0
+    nb.write_text(jupytext.writes(assign.parse(FIXTURE / "ex0_tiny.py").student, fmt="ipynb"))
+    assert grade.main(["--check", str(nb), "--solutions", str(FIXTURE), "--timeout", "20"]) == 1
+
+
+def test_grading_from_a_bundle(tmp_path):
+    """A grading machine may hold only the JSON bundle (tools/assign.py --bundle), not solutions/."""
+    a = assign.parse(FIXTURE / "ex0_tiny.py")
+    (tmp_path / "bundle").mkdir()
+    (tmp_path / "bundle" / "ex0_tiny.json").write_text(json.dumps(a.bundle()))
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "alice.ipynb").write_text(jupytext.writes(jupytext.read(FIXTURE / "ex0_tiny.py"), fmt="ipynb"))
+    results = grade.grade_folder(subs, tmp_path / "out", "ex0_tiny", bundle_dir=tmp_path / "bundle",
+                                 solutions=tmp_path / "none")
+    assert [(r.student, r.total) for r in results] == [("alice", 3.0)]
