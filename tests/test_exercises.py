@@ -206,3 +206,24 @@ def test_solution_line_rules():
     out = assign.strip_code('    # BEGIN SOLUTION NO PROMPT\n    y = 1\n    # END SOLUTION\n    """ # BEGIN PROMPT\n'
                             '    y = ...\n    """ # END PROMPT', [])
     assert out == "    y = ..."
+
+
+def test_generation_never_overwrites_an_edited_exercise(tmp_path, monkeypatch, capsys):
+    """A student who works in exercises/ keeps their work: generation stops, or --force moves it aside."""
+    for name, value in {"ROOT": tmp_path, "SOLUTIONS": tmp_path / "solutions", "EXERCISES": tmp_path / "exercises",
+                        "CHECKS": tmp_path / "checks", "MANIFEST": tmp_path / "exercises" / "GENERATED.sha256"}.items():
+        monkeypatch.setattr(assign, name, value)
+    (tmp_path / "solutions").mkdir()
+    src = tmp_path / "solutions" / "ex0_tiny.py"
+    src.write_text((ROOT / "tests" / "fixtures" / "grading" / "ex0_tiny.py").read_text())
+    assert assign.main([]) == 0 and assign.main(["--check"]) == 0
+    student = tmp_path / "exercises" / "ex0_tiny.ipynb"
+    work = student.read_text().replace('"source": []', '"source": ["my answer"]', 1) + "\n"
+    student.write_text(work)
+    src.write_text(src.read_text() + "\n# %% [markdown]\n# A new closing remark.\n")  # the instructor edits
+    assert assign.main([]) == 3
+    assert student.read_text() == work and "ex0_tiny.ipynb" in capsys.readouterr().err
+    assert assign.main(["--force"]) == 0
+    kept = list((tmp_path / "exercises").glob("ex0_tiny.mine-*.ipynb"))
+    assert len(kept) == 1 and kept[0].read_text() == work
+    assert "A new closing remark." in student.read_text() and assign.main(["--check"]) == 0

@@ -14,6 +14,10 @@ For each solution ``solutions/NAME.py`` (a Jupytext py:percent notebook) it writ
   course_lib is installed (Colab's setup cell installs it from git; no test files need to travel).
 Hidden tests never leave solutions/: ``tools/grade.py`` reads them from there (or from a ``--bundle``).
 
+``exercises/GENERATED.sha256`` (``sha256sum -c`` format) records what was last written.  A generated file
+whose content no longer matches it was edited by someone (a student working in the repository): it is never
+overwritten.  Generation stops and names it; ``--force`` first moves it aside to ``NAME.mine-<time>.<ext>``.
+
 Markup (otter-grader 7 assign format, v1), as Jupytext raw cells: ``# BEGIN QUESTION`` (YAML: name, points,
 manual), ``# BEGIN TESTS`` / ``# END TESTS`` (each code cell between them is one test case; a cell starting
 with ``\"\"\" # BEGIN TEST CONFIG`` … ``\"\"\" # END TEST CONFIG`` holding ``hidden: true`` is hidden),
@@ -31,6 +35,7 @@ import json
 import pprint
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
 EXERCISES = ROOT / "exercises"
 CHECKS = ROOT / "course_lib" / "exercise_checks"
+MANIFEST = EXERCISES / "GENERATED.sha256"
 PLACEHOLDER = "<!-- grader init goes here -->"
 ANSWER_HERE = "_Type your answer here, replacing this text._"
 CHECK_CELL = re.compile(r"""^\s*grader\.check\(\s*["'](\w+)["']\s*\)\s*$""")
@@ -301,8 +307,35 @@ def outputs(a: Assignment) -> dict[Path, str]:
             CHECKS / f"{a.name}.py": public_tests_module(a)}
 
 
-def solution_sources(folder: Path = SOLUTIONS) -> list[Path]:
-    return sorted(Path(folder).glob("ex*.py"))
+def solution_sources(folder: Path | None = None) -> list[Path]:
+    return sorted(Path(folder or SOLUTIONS).glob("ex*.py"))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_manifest() -> dict[str, str]:
+    """Relative path -> sha256 of the text tools/assign.py last wrote there."""
+    if not MANIFEST.exists():
+        return {}
+    return {rel: digest for digest, rel in (line.split("  ", 1) for line in MANIFEST.read_text().splitlines() if line)}
+
+
+def manifest_text(entries: dict[str, str]) -> str:
+    return "".join(f"{digest}  {rel}\n" for rel, digest in sorted(entries.items()))
+
+
+def edited_by_someone(path: Path, recorded: dict[str, str]) -> bool:
+    """True if ``path`` exists and is not byte-for-byte what the generator last wrote there."""
+    return path.exists() and recorded.get(str(path.relative_to(ROOT))) != _sha256(path.read_text())
+
+
+def move_aside(path: Path) -> Path:
+    """Keep an edited file as NAME.mine-<time>.<ext> beside it; returns the new path."""
+    kept = path.with_name(f"{path.stem}.mine-{time.strftime('%Y%m%d-%H%M%S')}{path.suffix}")
+    path.rename(kept)
+    return kept
 
 
 def main(argv: list[str]) -> int:
@@ -310,7 +343,11 @@ def main(argv: list[str]) -> int:
     ap.add_argument("sources", nargs="*", type=Path, help="solution .py files (default: solutions/ex*.py)")
     ap.add_argument("--check", action="store_true", help="only compare with the files on disk")
     ap.add_argument("--bundle", type=Path, help="also write NAME.json with all tests (hidden ones too) here")
+    ap.add_argument("--force", action="store_true",
+                    help="move generated files someone edited aside (NAME.mine-<time>.<ext>) instead of stopping")
     args = ap.parse_args(argv)
+    recorded = read_manifest()
+    manifest = dict(recorded)
     stale = []
     for src in args.sources or solution_sources():
         try:
@@ -321,11 +358,23 @@ def main(argv: list[str]) -> int:
         if src.resolve().parent != SOLUTIONS:  # e.g. the tests' fixture: validate only, write nothing
             print(f"{a.name}: markup OK (outside solutions/, nothing written)")
             continue
-        for path, text in outputs(a).items():
-            if path.exists() and path.read_text() == text:
-                continue
-            stale.append(path)
-            if not args.check:
+        produced = outputs(a)
+        manifest.update({str(path.relative_to(ROOT)): _sha256(text) for path, text in produced.items()})
+        changed = {path: text for path, text in produced.items() if not (path.exists() and path.read_text() == text)}
+        stale += changed
+        if args.check or not changed:
+            pass
+        elif edited := [p for p in changed if edited_by_someone(p, recorded)]:
+            if not args.force:
+                print("not overwritten, because someone edited them since they were generated: "
+                      + ", ".join(str(p.relative_to(ROOT)) for p in edited)
+                      + ".\nCopy your work elsewhere (e.g. my_work/), or rerun with --force to keep each as "
+                        "NAME.mine-<time>.<ext> beside the new version.", file=sys.stderr)
+                return 3
+            for p in edited:
+                print(f"kept your edited {p.relative_to(ROOT)} as {move_aside(p).relative_to(ROOT)}")
+        if not args.check:
+            for path, text in changed.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(text)
                 print(f"wrote {path.relative_to(ROOT)}")
@@ -335,6 +384,10 @@ def main(argv: list[str]) -> int:
         n_hidden = sum(t.hidden for q in a.questions.values() for t in q.tests)
         print(f"{a.name}: {len(a.questions)} questions, {sum(q.points for q in a.autograded())} autograded points, "
               f"{n_hidden} hidden tests")
+    if manifest != recorded:
+        stale.append(MANIFEST)
+        if not args.check:
+            MANIFEST.write_text(manifest_text(manifest))
     if args.check and stale:
         print("stale (run `make exercises`): " + ", ".join(str(p.relative_to(ROOT)) for p in stale), file=sys.stderr)
         return 1
