@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.course-installed
 
-.PHONY: lab test install unit notebooks test-browser sync exercises check-exercises grade clean
+.PHONY: lab test install unit notebooks test-browser sync exercises check-exercises grade bench microbench clean
 
 $(STAMP): environment.yml pyproject.toml tools/env_requirements.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,17 @@ JOBS ?= 1
 grade: install
 	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder> [ASSIGNMENT=ex4_kd_grid] [TIMEOUT=300] [JOBS=1]"; exit 2; }
 	$(PY) tools/grade.py "$(SUBMISSIONS)" --out $(GRADES) --timeout $(TIMEOUT) --jobs $(JOBS) $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
+
+# Benchmarks: every lesson and solution notebook run on a copy -> results/$(PROFILE).json, then the README table
+# results/README_results.md (written even when a notebook failed; the exit status is the run's).
+PROFILE ?= quick
+bench: install
+	$(PY) tools/bench.py --profile $(PROFILE); status=$$?; \
+	$(PY) tools/bench.py --readme --profile $(PROFILE); exit $$status
+
+# MMD², cached features, input pipeline: ratios measured in one run -> results/microbench-$(PROFILE).json (< 2 min)
+microbench: install
+	$(PY) tools/microbench.py --profile $(PROFILE)
 
 clean:
 	rm -rf build .pytest_cache

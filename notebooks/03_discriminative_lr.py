@@ -375,13 +375,14 @@ probe = models.cifar_resnet(20, num_classes=2).to(cfg.device)
 probe_opt = torch.optim.Adam(finetune.param_groups(probe, base_lr, factor))
 state = copy.deepcopy(probe.state_dict())
 rt = schedules.lr_range_test(probe, probe_opt, make_loader(train_ds, BATCH, shuffle=True, seed=0),
-                             start_lr=1e-6, end_lr=1.0, num_iter=cfg.pick(60, 100), device=cfg.device)
+                             start_lr=1e-6, end_lr=10.0, num_iter=cfg.pick(70, 100), device=cfg.device)
 assert all(torch.equal(v, probe.state_dict()[k]) for k, v in state.items())
 assert [g["lr"] for g in probe_opt.param_groups] == [g["lr"] for g in groups] and not probe_opt.state
 steepest, min10 = rt.suggest("steepest"), rt.suggest("min/10")
-print(f"{len(rt.lrs)} iterations, diverged: {rt.diverged}")
+print(f"{len(rt.lrs)} iterations, diverged: {rt.diverged}, final/min loss {rt.losses[-1] / min(rt.losses):.1f}")
 print(f"suggested head LR: steepest descent {steepest:.1e}, minimum/10 {min10:.1e}  |  the chapter's base_lr: {base_lr:.0e}")
-assert 2e-3 < steepest < 5e-2 and 2e-3 < min10 < 1e-1  # both about ten times the chapter's 1e-3
+assert 2e-3 < steepest < 5e-2  # about ten times the chapter's 1e-3
+assert min10 > steepest  # the minimum/10 rule lands higher, and where depends on batch noise
 assert rt.losses[-1] > 1.1 * min(rt.losses)  # the loss turns up at the end of the sweep
 
 fig, ax = plt.subplots(figsize=(6, 3))
@@ -393,10 +394,13 @@ ax.set_title("LR range test, ResNet-20 on PneumoniaMNIST"), ax.legend(fontsize=8
 fig.tight_layout()
 
 # %% [markdown]
-# The loss stays flat below about 1e-4, falls fastest around 1e-2, bottoms out near 0.3 and turns
-# up at the end of the sweep (within these batches it does not reach the 4× divergence threshold that
-# would stop the test early). Both rules suggest a head LR of roughly **1e-2, about ten times the chapter's
-# 1e-3**. The comparison below keeps the chapter's 1e-3 so that it tests the chapter's recipe; setting
+# The loss stays flat below about 1e-4, falls fastest around 1e-2 and turns up at the end of the sweep
+# (within these batches it need not reach the 4× divergence threshold that would stop the test early).
+# The steepest-descent rule suggests a head LR of roughly **1e-2, about ten times the chapter's 1e-3**.
+# The minimum/10 rule suggests more, and *how much* more is fragile: the bottom of a smoothed, noisy
+# curve is flat, so in our runs it moved between about 1e-1 and 3e-1 with nothing changed but the number
+# of CPU threads (which changes the order of floating-point sums). Prefer the steepest point, and
+# check any suggestion with a short run. The comparison below keeps the chapter's 1e-3 so that it tests the chapter's recipe; setting
 # `base_lr = steepest` is a good experiment to try afterwards. The range test is a starting point, not
 # an optimum: it looks at a few dozen noisy batches, and its two rules disagree by a factor of three.
 #

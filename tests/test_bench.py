@@ -1,0 +1,150 @@
+"""The benchmark harness (tools/bench.py) and the runtime flag of tools/run_notebooks.py, on tiny inputs."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import bench  # noqa: E402
+import microbench  # noqa: E402
+import run_notebooks  # noqa: E402
+
+
+def _notebook(path: Path, *sources: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_extraction_cell_converts_values_and_reports_bad_expressions(capsys):
+    ns = {"acc": torch.tensor(0.25), "arr": np.array([1, 2]), "grid": {(3.0, 0.5): np.float32(0.75)},
+          "name": "text", "ok": 1}
+    exec(bench.extraction_source({"acc": "acc", "arr": "arr", "grid": "grid", "sum": "ok + 1",
+                                  "name": "name", "missing": "nope"}), ns)
+    out = bench.parse_extraction([{"output_type": "stream", "name": "stdout", "text": capsys.readouterr().out}])
+    assert out["metrics"] == {"acc": 0.25, "arr": [1.0, 2.0], "grid": {"3.0 | 0.5": 0.75}, "sum": 2.0}
+    assert set(out["errors"]) == {"name", "missing"} and "NameError" in out["errors"]["missing"]
+    with pytest.raises(ValueError, match="no 'BENCH_METRICS_JSON=' line"):
+        bench.parse_extraction([{"output_type": "stream", "name": "stdout", "text": "hello\n"}])
+
+
+def test_bench_runs_copies_records_metrics_and_failures(tmp_path, monkeypatch):
+    src = tmp_path / "src"
+    src.mkdir()
+    good = _notebook(src / "good.ipynb", "import os\nx = 0.5 * 3\nprofile = os.environ['COURSE_PROFILE']",
+                     "cwd = os.getcwd()\nsame_dir = float(cwd == os.path.dirname(os.path.abspath('good.ipynb')))")
+    bad = _notebook(src / "bad.ipynb", "y = 1", "raise RuntimeError('boom')", "z = 2")
+    before = good.read_bytes()
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setattr(bench, "notebooks", lambda only=None: [bad, good])
+    monkeypatch.setattr(bench, "METRICS", {"src/good.ipynb": {"x": "x", "profile_len": "len(profile)",
+                                                              "same_dir": "same_dir"},
+                                           "src/bad.ipynb": {"y": "y"}})
+    out = tmp_path / "results" / "full.json"
+    assert bench.bench("full", out) == 1  # one notebook failed
+    res = json.loads(out.read_text())
+    g, b = res["notebooks"]["src/good.ipynb"], res["notebooks"]["src/bad.ipynb"]
+    assert g["status"] == "ok" and g["metrics"] == {"x": 1.5, "profile_len": 4.0, "same_dir": 1.0}
+    assert g["seconds"] > 0 and g["kernel"]["threads"] >= 1
+    assert b["status"] == "failed" and "boom" in b["error"] and "\x1b" not in b["error"] and b["metrics"] == {}
+    assert good.read_bytes() == before  # the committed notebook is never executed in place
+    assert (tmp_path / "build" / "bench" / "full" / "src" / "good.ipynb").exists()
+    assert res["environment"]["cpu_count"] >= 1 and res["profile"] == "full"
+
+
+def _free_names(expr: str) -> set[str]:
+    tree = ast.parse(expr, mode="eval")
+    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    loads = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return loads - bound - set(dir(builtins))
+
+
+def _top_level_names(py: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(py.read_text()).body:
+        for sub in ast.walk(node) if isinstance(node, (ast.Assign, ast.AnnAssign, ast.For, ast.With)) else []:
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                names.add(sub.id)
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return names
+
+
+def test_metrics_table_covers_every_notebook_with_names_it_defines():
+    assert set(bench.METRICS) == {p.relative_to(ROOT).as_posix() for p in bench.notebooks()}
+    for nb, exprs in bench.METRICS.items():
+        assert exprs, nb
+        defined = _top_level_names(ROOT / nb.replace(".ipynb", ".py"))
+        for name, expr in exprs.items():
+            assert _free_names(expr) <= defined, (nb, name, _free_names(expr) - defined)
+
+
+def _results(status_04: str = "ok") -> dict:
+    return {"profile": "quick", "environment": {"device": "cpu", "cpu_count": 2, "torch": "2.x", "date_utc": "d"},
+            "notebooks": {
+                "notebooks/04_dann.ipynb": {"status": status_04, "seconds": 70.4, "metrics": {
+                    "mnist_m_source_only": 0.4321, "mnist_m_dann": 0.5432, "mnist_m_train_on_target": 0.9123}},
+                "notebooks/07_meta_distillation.ipynb": {"status": "ok", "seconds": 95.0, "metrics": {
+                    "five_way_acc_mean": {"MAML | 1": 0.6111, "MAML | 5": 0.7222}}},
+                "notebooks/08_medical_pipeline.ipynb": {"status": "ok", "seconds": 44.0, "metrics": {
+                    "breast_test": {"transfer: fine-tuned": {"auc": 0.8811, "acc": 0.8522}}}}}}
+
+
+def test_readme_table_prints_measured_numbers_beside_the_papers():
+    md = bench.render_readme(_results())
+    dann = next(line for line in md.splitlines() if line.startswith("| DANN"))
+    assert "0.432" in dann and "0.543" in dann and "0.912" in dann and "0.5225 / 0.7666 / 0.9596" in dann
+    assert "0.611 / 0.722" in md and "0.987 / 0.999" in md and "146 → 74" in md
+    assert "fine-tuned 0.881 / 0.852; from scratch not measured / not measured" in md  # a key holding ':'
+    assert "| notebooks/04_dann.ipynb | 70 | ok |" in md and "make bench PROFILE=quick" in md
+    assert "| notebooks/07_meta_distillation.ipynb | 95 | ok (OVER 90 s budget) |" in md
+    kd = next(line for line in md.splitlines() if line.startswith("| Knowledge"))
+    assert "not measured" in kd  # lesson 06 absent: no number printed for it
+
+
+def test_readme_table_never_prints_a_failed_notebooks_numbers():
+    md = bench.render_readme(_results(status_04="failed"))
+    dann = next(line for line in md.splitlines() if line.startswith("| DANN"))
+    assert "0.432" not in dann and "0.543" not in dann and "not measured (the notebook failed)" in dann
+
+
+def test_readme_table_marks_a_single_missing_metric():
+    res = _results()
+    del res["notebooks"]["notebooks/07_meta_distillation.ipynb"]["metrics"]["five_way_acc_mean"]["MAML | 5"]
+    maml = next(line for line in bench.render_readme(res).splitlines() if line.startswith("| Omniglot"))
+    assert "| 0.611 / not measured |" in maml
+
+
+@pytest.mark.parametrize("name, seconds, flagged", [
+    ("notebooks/04_dann.ipynb", 90.5, "OVER 90 s budget"), ("notebooks/04_dann.ipynb", 89.9, ""),
+    ("solutions/ex3_dann_sweep.ipynb", 100.0, ""), ("solutions/ex3_dann_sweep.ipynb", 120.1, "OVER 120 s budget")])
+def test_runtime_table_flags_notebooks_over_budget(capsys, name, seconds, flagged):
+    run_notebooks.print_table({name: {"seconds": seconds, "outcome": "passed"}})
+    row = capsys.readouterr().out.splitlines()[-1]
+    assert row.startswith(name) and (flagged in row if flagged else "OVER" not in row)
+
+
+def test_microbench_baseline_agrees_with_course_lib_and_peak_memory_sees_an_allocation():
+    from course_lib import adaptation
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 8, generator=g), torch.randn(30, 8, generator=g) + 0.5
+    assert torch.isclose(microbench.chapter_mmd(x, y, 2.0), adaptation.mmd2(x, y, "rbf", 2.0, unbiased=False))
+    seconds, peak, out = microbench.measure(lambda: torch.ones(64, 2 ** 18).sum(), repeats=2)  # 64 MiB buffer
+    assert seconds > 0 and out == 64 * 2 ** 18
+    if microbench.STATUS.exists():
+        assert 60 < peak < 200, peak
