@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from scipy.stats import rankdata
 
 ArrayLike = np.ndarray | torch.Tensor | list
 
@@ -59,14 +60,7 @@ def roc_auc(labels: ArrayLike, scores: ArrayLike) -> float:
     (the Mann-Whitney U statistic), O(N log N).
     """
     y, s = _check_binary(labels, scores)
-    order = np.argsort(s, kind="mergesort")
-    ranks = np.empty(len(s))
-    sorted_s = s[order]
-    # average rank over each group of tied scores
-    starts = np.r_[0, np.flatnonzero(np.diff(sorted_s)) + 1]
-    ends = np.r_[starts[1:], len(s)]
-    for a, b in zip(starts, ends):
-        ranks[order[a:b]] = (a + b + 1) / 2  # mean of ranks a+1 .. b
+    ranks = rankdata(s)  # 1..N, tied scores share their average rank
     n_pos, n_neg = int(y.sum()), int((1 - y).sum())
     return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
