@@ -65,8 +65,10 @@ grade: install
 # Benchmarks: every lesson and solution notebook run on a copy -> results/$(PROFILE).json, then the README table
 # results/README_results.md (written even when a notebook failed; the exit status is the run's).
 PROFILE ?= quick
+# THREADS=1 reruns everything with COURSE_THREADS=1 into results/$(PROFILE)-threads1.json (the table's extra column)
 bench: install
-	$(PY) tools/bench.py --profile $(PROFILE); status=$$?; \
+	$(if $(THREADS),COURSE_THREADS=$(THREADS) )$(PY) tools/bench.py --profile $(PROFILE) \
+	  $(if $(THREADS),--out results/$(PROFILE)-threads$(THREADS).json); status=$$?; \
 	$(PY) tools/bench.py --readme --profile $(PROFILE); exit $$status
 
 # MMD², cached features, input pipeline: ratios measured in one run -> results/microbench-$(PROFILE).json (< 2 min)

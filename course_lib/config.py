@@ -4,7 +4,9 @@ Every notebook starts with ``cfg = course_lib.setup()``.  The same notebook then
 profiles:
 
 * ``quick``: a 2-core CPU (and CI).  Small, deterministic splits carved from the offline mirror,
-  few epochs; each lesson finishes in about 90 s.
+  few epochs; each lesson finishes in about 90 s.  On a CPU, torch uses ``QUICK_THREADS`` (2) threads
+  whatever the core count, because float sums, and so the printed numbers, depend on the thread count:
+  a laptop with 8 cores then prints what CI prints.  ``$COURSE_THREADS`` overrides it.
 * ``full``: a Colab GPU.  Official splits, downloaded when missing, real training budgets.
 """
 
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 
 PROFILES = ("quick", "full")
+QUICK_THREADS = 2  # the CI machine's core count: the README's numbers were measured with it
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class Config:
     data_dir: Path
     run_dir: Path
     seed: int
+    threads: int  # torch CPU threads; pinned in quick on a CPU (see the module docstring)
 
     @property
     def quick(self) -> bool:
@@ -41,7 +45,7 @@ class Config:
 
     def summary(self) -> str:
         return (f"course_lib: profile={self.profile} device={self.device} seed={self.seed} "
-                f"data_dir={self.data_dir} torch={torch.__version__}")
+                f"threads={self.threads} data_dir={self.data_dir} torch={torch.__version__}")
 
 
 def default_cache_dir() -> Path:
@@ -76,6 +80,24 @@ def resolve_profile(profile: str | None = None) -> str:
     return chosen
 
 
+def cpu_threads(profile: str, device: torch.device) -> int | None:
+    """Threads to pin: ``$COURSE_THREADS`` if set, else ``QUICK_THREADS`` for quick on a CPU, else None (torch's default)."""
+    env = os.environ.get("COURSE_THREADS", "").strip()
+    if env:
+        if not env.isdigit() or int(env) < 1:
+            raise ValueError(f"COURSE_THREADS={env!r} is not a positive integer; unset it or use e.g. 2.")
+        return int(env)
+    return QUICK_THREADS if profile == "quick" and device.type == "cpu" else None
+
+
+def numerics_tag(device: torch.device | str = "cpu") -> str:
+    """What, besides the seed and settings, fixes a trained model's exact numbers: ``"cpu2t"`` (CPU, 2 torch
+    threads) or ``"cuda"``.  Caches of trained models put it in their key, so a cache hit returns what a
+    fresh run here would give."""
+    dev = torch.device(device)
+    return f"cpu{torch.get_num_threads()}t" if dev.type == "cpu" else dev.type
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA) so that a rerun prints the same numbers."""
     random.seed(seed)
@@ -84,9 +106,13 @@ def seed_everything(seed: int) -> None:
 
 
 def setup(profile: str | None = None, seed: int = 0, verbose: bool = True) -> Config:
-    """Pick the profile and device, seed everything and print a one-line summary."""
-    cfg = Config(profile=resolve_profile(profile), device=default_device(), data_dir=data_dir(),
-                 run_dir=run_dir(), seed=int(seed))
+    """Pick the profile and device, pin the CPU threads (quick), seed everything and print a one-line summary."""
+    chosen, device = resolve_profile(profile), default_device()
+    threads = cpu_threads(chosen, device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    cfg = Config(profile=chosen, device=device, data_dir=data_dir(), run_dir=run_dir(), seed=int(seed),
+                 threads=torch.get_num_threads())
     seed_everything(cfg.seed)
     if verbose:
         print(cfg.summary())

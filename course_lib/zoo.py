@@ -68,9 +68,12 @@ def source_images(name: str, split: str = "train", n: int | None = None, seed: i
     return to_rgb(ds.images[idx], 32), ds.labels[idx]
 
 
-def cache_path(name: str, profile: str | None = None, data_dir: str | Path | None = None) -> Path:
+def cache_path(name: str, profile: str | None = None, data_dir: str | Path | None = None,
+               device: torch.device | str = "cpu") -> Path:
+    """``<data_dir>/cache/zoo/<name>_<profile>_<numerics tag>.v<N>.pt`` (see ``config.numerics_tag``)."""
     root = Path(data_dir) if data_dir is not None else config.data_dir()
-    return root / "cache" / "zoo" / f"{name}_{config.resolve_profile(profile)}.v{CACHE_VERSION}.pt"
+    tag = f"{config.resolve_profile(profile)}_{config.numerics_tag(device)}"
+    return root / "cache" / "zoo" / f"{name}_{tag}.v{CACHE_VERSION}.pt"
 
 
 def train_source(name: str, profile: str | None = None, data_dir: str | Path | None = None,
@@ -104,7 +107,7 @@ def load(name: str, profile: str | None = None, data_dir: str | Path | None = No
     spec = _spec(name)
     if not spec.trained_by_course:
         return models.cifar_resnet(spec.depth, pretrained=True, data_dir=data_dir).to(device).eval()
-    path = cache_path(name, profile, data_dir)
+    path = cache_path(name, profile, data_dir, device)
     saved = load_stamped(path)
     if saved is not None:
         model = models.cifar_resnet(spec.depth, pretrained=False, num_classes=len(saved["info"]["classes"]))
@@ -115,9 +118,10 @@ def load(name: str, profile: str | None = None, data_dir: str | Path | None = No
     return model
 
 
-def cache_info(name: str, profile: str | None = None, data_dir: str | Path | None = None) -> dict:
+def cache_info(name: str, profile: str | None = None, data_dir: str | Path | None = None,
+               device: torch.device | str = "cpu") -> dict:
     """What was recorded when a course-made source was trained (recipe, classes, train accuracy)."""
-    saved = load_stamped(cache_path(name, profile, data_dir))
+    saved = load_stamped(cache_path(name, profile, data_dir, device))
     if saved is None:
         raise FileNotFoundError(f"{name} is not cached yet; call zoo.load({name!r}) first")
     return saved["info"]

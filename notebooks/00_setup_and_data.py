@@ -29,6 +29,12 @@
 # out of what the offline data mirror holds. `full` is for a Colab GPU: official splits, downloaded
 # when missing. The profile comes from the environment variable `COURSE_PROFILE`; without it you get
 # `full` when a GPU is present and `quick` otherwise.
+#
+# **Threads.** A sum of floats split over 2 threads is rounded differently from the same sum over 8,
+# so the numbers a lesson prints depend on how many threads torch uses. In `quick` on a CPU,
+# `course_lib.setup()` therefore pins torch to 2 threads, the count of the machine that measured the
+# README's results, whatever your core count. Set `COURSE_THREADS` to override it; your numbers may then
+# differ slightly from the README's; the lessons' assertions were checked with 1 and with 2 threads.
 
 # %%
 # Colab-safe setup: install course_lib only when it is missing, and never replace the runtime's torch.
@@ -72,12 +78,13 @@ cfg = course_lib.setup()
 print(f"python      {platform.python_version()}")
 print(f"torch       {torch.__version__} (CUDA available: {torch.cuda.is_available()})")
 print(f"course_lib  {course_lib.__version__}")
-print(f"CPU cores   {os.cpu_count()}, torch threads {torch.get_num_threads()}")
+print(f"CPU cores   {os.cpu_count()}, torch threads {torch.get_num_threads()} (set by course_lib.setup: {cfg.threads})")
 print(f"profile     {cfg.profile}")
 print(f"data dir    {cfg.data_dir}  (set COURSE_DATA_DIR to change it)")
 print(f"runs dir    {cfg.run_dir}   (checkpoints go here, never into the notebook's folder)")
 assert cfg.profile in ("quick", "full")
 assert cfg.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+assert torch.get_num_threads() == cfg.threads
 
 # %% [markdown]
 # ## 2. Every dataset, checked and shown

@@ -116,6 +116,19 @@ def test_readme_table_prints_measured_numbers_beside_the_papers():
     assert "not measured" in kd  # lesson 06 absent: no number printed for it
 
 
+def test_readme_table_puts_a_second_thread_count_in_its_own_column():
+    main, alt = _results(), _results()
+    main["environment"] = {"torch_threads": 2, "COURSE_THREADS": None}
+    alt["environment"] = {"torch_threads": 2, "COURSE_THREADS": "1", "commit": "abcdef123", "date_utc": "d"}
+    alt["notebooks"]["notebooks/04_dann.ipynb"]["metrics"]["mnist_m_dann"] = 0.6
+    md = bench.render_readme(main, alt)
+    assert "| experiment | measured (2 threads) | measured (COURSE_THREADS=1) | the paper's |" in md
+    dann = next(line for line in md.splitlines() if line.startswith("| DANN"))
+    assert "DANN 0.543" in dann and "DANN 0.600" in dann
+    assert "commit abcdef1" in md and "yet 1 of the 7 measured numbers differ" in md
+    assert "measured (COURSE_THREADS=1)" not in bench.render_readme(main)
+
+
 def test_readme_table_never_prints_a_failed_notebooks_numbers():
     md = bench.render_readme(_results(status_04="failed"))
     dann = next(line for line in md.splitlines() if line.startswith("| DANN"))
@@ -148,3 +161,78 @@ def test_microbench_baseline_agrees_with_course_lib_and_peak_memory_sees_an_allo
     assert seconds > 0 and out == 64 * 2 ** 18
     if microbench.STATUS.exists():
         assert 60 < peak < 200, peak
+
+
+def test_only_matching_nothing_is_an_error_and_a_partial_run_keeps_the_full_results(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    monkeypatch.setattr(bench, "notebooks", lambda only=None: [])
+    assert bench.main(["--only", "no_such_lesson"]) == 2
+    ran = {}
+    monkeypatch.setattr(bench, "bench", lambda profile, out, only, timeout: ran.update(out=out) or 0)
+    assert bench.main(["--profile", "quick", "--only", "04_dann"]) == 0
+    assert ran["out"] == tmp_path / "build" / "bench" / "quick-only.json"  # not results/quick.json
+    assert bench.main(["--profile", "quick"]) == 0 and ran["out"] == tmp_path / "results" / "quick.json"
+
+
+def test_run_notebooks_rejects_unknown_folders_and_prints_help(capsys):
+    assert run_notebooks.main(["--help"]) == 0 and "Usage" in capsys.readouterr().out
+    assert run_notebooks.main(["no_such_folder"]) == 2
+    assert run_notebooks.main(["-x"]) == 2  # pytest options go after "--"
+    assert "Not a folder" in capsys.readouterr().err
+
+
+def test_microbench_feature_cache_and_input_pipeline_run_and_compare_like_with_like(fake_mirror):
+    cached = microbench.bench_cached_features(n_images=24, epochs=2, batch=8, dataset="breastmnist")
+    assert cached["images"] == 24 and cached["speedup"] > 0 and cached["max_abs_head_weight_diff"] <= 1e-4
+    loader = microbench.bench_input_pipeline(n_images=16, batch=8, dataset="breastmnist")
+    assert loader["output"] == [3, 224, 224] and loader["images_per_s_tensor_batches"] > 0
+
+
+def test_microbench_stops_when_the_cached_head_differs(fake_mirror, monkeypatch):
+    real = microbench._epochs
+    calls = []
+
+    def drift(head, inputs, y, epochs, batch, feature_fn=None):  # the second (cached) run trains one epoch more
+        calls.append(1)
+        return real(head, inputs, y, epochs + len(calls) - 1, batch, feature_fn)
+
+    monkeypatch.setattr(microbench, "_epochs", drift)
+    with pytest.raises(RuntimeError, match="different head"):
+        microbench.bench_cached_features(n_images=24, epochs=2, batch=8, dataset="breastmnist")
+
+
+def test_compare_lists_every_number_that_differs_and_skips_timings(tmp_path, capsys):
+    a = {"environment": {"torch_threads": 2}, "notebooks": {
+        "n/x.ipynb": {"metrics": {"acc": 0.5, "grid": {"T=1": [0.1, 0.2]}, "seconds_cached": 3.0}},
+        "n/y.ipynb": {"metrics": {"auc": 0.9}}}}
+    b = {"environment": {"torch_threads": 1}, "notebooks": {
+        "n/x.ipynb": {"metrics": {"acc": 0.5, "grid": {"T=1": [0.1, 0.25]}, "seconds_cached": 9.0}}}}
+    assert bench.compare(a, b) == [("n/x.ipynb: grid/T=1[1]", 0.2, 0.25), ("n/y.ipynb: auc", 0.9, None)]
+    assert bench.compare(a, a) == []
+    for name, r in (("a", a), ("b", b)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+    assert bench.main(["--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 1
+    out = capsys.readouterr().out
+    assert "+0.0500" in out and "missing on one side" in out and "2 measured numbers differ" in out
+    assert bench.main(["--compare", str(tmp_path / "a.json"), str(tmp_path / "a.json")]) == 0
+
+
+def test_executor_handles_widgets_timeouts_and_a_dead_kernel(tmp_path):
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
+    try:
+        widget_cell = ("import ipywidgets as W\nout = W.Output()\ns = W.FloatSlider()\n"
+                       "with out:\n    out.clear_output(wait=True)\n    print('inside')\ndisplay(W.VBox([s, out]))\nprint('done')")
+        outs = bench.execute_cell(km, kc, widget_cell, timeout=30)
+        assert any(o.get("text") == "done\n" for o in outs if o.output_type == "stream")
+        with pytest.raises(bench.CellError, match="timed out after 2 s"):
+            bench.execute_cell(km, kc, "import time\ntime.sleep(60)", timeout=2)
+        assert bench.execute_cell(km, kc, "print(1 + 1)", timeout=30)[0]["text"] == "2\n"  # interrupted, alive
+        with pytest.raises(bench.CellError, match="ZeroDivisionError"):
+            bench.execute_cell(km, kc, "1 / 0", timeout=30)
+        with pytest.raises(bench.CellError, match="kernel died"):
+            bench.execute_cell(km, kc, "import os\nos._exit(1)", timeout=30)
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -47,6 +47,10 @@ def test_run_keys_the_cache_on_every_setting(pair):
     digits.run(pair, "mmd", steps=2, lambda_max=1.0, seed=0, batch_size=8, progress=False)
     digits.run(pair, "source", steps=2, seed=0, batch_size=8, progress=False, cache=False)
     assert len(list((pair.data_dir / "cache" / "digits").glob("*.pt"))) == 3
+    torch.set_num_threads(2)  # another thread count rounds differently: it trains (and caches) its own run
+    digits.run(pair, "source", steps=2, seed=0, batch_size=8, progress=False)
+    names = sorted(p.name for p in (pair.data_dir / "cache" / "digits").glob("*source*seed0*.pt"))
+    assert len(names) == 2 and "_cpu1t." in names[0] and "_cpu2t." in names[1], names
 
 
 def test_oracle_trains_on_target_labels(pair, monkeypatch):

@@ -79,6 +79,10 @@ def test_course_source_is_trained_once_cached_and_leaves_the_rng_alone(fake_mirr
     monkeypatch.setattr(zoo, "train_source", no_training)
     again = zoo.load("mnist-resnet20")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
+    torch.set_num_threads(2)  # the key names the thread count: another count is not served this cache
+    assert zoo.cache_path("mnist-resnet20") != path and path.name.endswith(f"_quick_cpu1t.v{zoo.CACHE_VERSION}.pt")
+    with pytest.raises(AssertionError, match="must not be retrained"):
+        zoo.load("mnist-resnet20")
 
 
 def test_training_is_deterministic(fake_mirror, tiny_recipe):

@@ -2,10 +2,13 @@
 
 Usage:
     python tools/bench.py [--profile quick|full] [--out results/<profile>.json] [--only SUBSTRING ...]
+    (with --only the default output is build/bench/<profile>-only.json, so a partial run never replaces
+    the full results file)
     python tools/bench.py --readme [--results results/quick.json] [--readme-out results/README_results.md]
+    python tools/bench.py --compare results/quick.json MINE.json   (which measured numbers differ, and by how much)
 
 Each notebook is executed as a *copy* (build/bench/<profile>/<folder>/<name>.ipynb; the committed file is
-never touched) with nbclient, the kernel's working directory being the copy's folder and COURSE_PROFILE set
+never touched) with a blocking jupyter_client (see ``execute_cell``), the kernel's working directory being the copy's folder and COURSE_PROFILE set
 to the profile.  After its last cell one extra cell runs in the same kernel: it evaluates the expressions
 listed for that notebook in METRICS below and prints them as JSON (numbers become floats, tensors and arrays
 lists, dict keys strings, tuple keys "a | b").  A notebook that fails (a cell error, a timeout, a metric
@@ -47,6 +50,8 @@ METRICS: dict[str, dict[str, str]] = {
         "zoo_finetuned_test_auc": "{n: results[n]['test AUC'] for n in SOURCES}",
         "zoo_kendall_tau": "{m: t[0] for m, t in taus.items()}",
         "zoo_weighted_tau": "{m: t[1] for m, t in taus.items()}",
+        "zoo_kendall_tau_bootstrap_90": "tau_ci",  # test-set resampling only
+        "zoo_best_source_changes_pct": "best_changes / 10",
     },
     "notebooks/02_freezing.ipynb": {
         "bn_trap_cifar_acc_before": "before_acc",
@@ -171,6 +176,52 @@ def parse_extraction(outputs: list[dict]) -> dict:
     raise ValueError(f"no {MARKER!r} line in the extraction cell's output: {text[-500:]!r}")
 
 
+class CellError(RuntimeError):
+    """A cell raised, timed out, or its kernel died."""
+
+
+def execute_cell(km, kc, source: str, timeout: float) -> list:
+    """Run ``source`` in the kernel; return its nbformat outputs once the kernel is idle again.
+
+    A blocking client polled with a 1 s timeout, as nbval does: nbclient's asyncio client sometimes never
+    sees the reply of a cell that displayed ipywidgets (jupyter/nbclient#312), and hung this harness.
+    Raises ``CellError`` on an error output, after ``timeout`` seconds (the kernel is interrupted), or when
+    the kernel dies.
+    """
+    from queue import Empty
+
+    import nbformat
+
+    msg_id = kc.execute(source, allow_stdin=False, stop_on_error=True)
+    outputs, deadline, timed_out = [], time.monotonic() + timeout, False
+    while True:
+        if time.monotonic() > deadline:
+            if timed_out:  # the interrupted cell did not finish within 10 s either
+                break
+            km.interrupt_kernel()
+            deadline, timed_out = time.monotonic() + 10, True
+        try:
+            msg = kc.get_iopub_msg(timeout=1)
+        except Empty:
+            if not km.is_alive():
+                raise CellError(f"the kernel died while running:\n{source[:300]}") from None
+            continue
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == "status" and content["execution_state"] == "idle":
+            break
+        if kind in ("stream", "display_data", "execute_result", "error"):
+            outputs.append(nbformat.v4.output_from_msg(msg))
+    if timed_out:
+        raise CellError(f"cell timed out after {timeout:.0f} s (interrupted):\n{source[:300]}")
+    errors = [o for o in outputs if o.output_type == "error"]
+    if errors:
+        tb = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(errors[0].traceback))  # the traceback's terminal colours
+        raise CellError(f"{errors[0].ename}: {errors[0].evalue}\n{tb}")
+    return outputs
+
+
 def run_notebook(src: Path, exprs: dict[str, str], workdir: Path, profile: str = "quick",
                  timeout: int = 1800) -> dict:
     """Execute a copy of ``src`` in ``workdir`` plus the extraction cell; return one result record.
@@ -179,7 +230,7 @@ def run_notebook(src: Path, exprs: dict[str, str], workdir: Path, profile: str =
     (python / torch / threads / cuda as seen inside the kernel), error (only when failed).
     """
     import nbformat
-    from nbclient import NotebookClient
+    from jupyter_client.manager import start_new_kernel
 
     workdir.mkdir(parents=True, exist_ok=True)
     copy = workdir / src.name
@@ -190,18 +241,22 @@ def run_notebook(src: Path, exprs: dict[str, str], workdir: Path, profile: str =
     saved = os.environ.get("COURSE_PROFILE")
     os.environ["COURSE_PROFILE"] = profile
     t0 = time.perf_counter()
+    km = kc = None
     try:
-        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                                resources={"metadata": {"path": str(workdir)}})
-        client.execute()
+        km, kc = start_new_kernel(kernel_name="python3", cwd=str(workdir))
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs = execute_cell(km, kc, cell.source, timeout)
         out = parse_extraction(nb.cells[-1].get("outputs", []))
         record["metrics"], record["kernel"] = out["metrics"], out["kernel"]
         if out["errors"]:
             record["status"], record["error"] = "failed", "metric extraction: " + "; ".join(out["errors"].values())
     except Exception as err:  # a failing notebook is a result, not a crash of the harness
-        text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # the traceback's terminal colours
-        record["status"], record["error"] = "failed", f"{type(err).__name__}: {text[-3000:]}"
+        record["status"], record["error"] = "failed", f"{type(err).__name__}: {str(err)[-3000:]}"
     finally:
+        if km is not None:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
         record["seconds"] = round(time.perf_counter() - t0, 2)
         if saved is None:
             os.environ.pop("COURSE_PROFILE", None)
@@ -226,6 +281,7 @@ def environment() -> dict:
             "device": "cuda" if torch.cuda.is_available() else "cpu",
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "COURSE_THREADS": os.environ.get("COURSE_THREADS"),
             "load_average_1min_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "commit": commit, "uncommitted_changes": dirty}
 
@@ -238,9 +294,13 @@ def notebooks(only: list[str] | None = None) -> list[Path]:
 
 def bench(profile: str, out: Path, only: list[str] | None = None, timeout: int = 1800) -> int:
     """Run the notebooks one after the other, writing ``out`` after each; 1 if any failed."""
+    selected = notebooks(only)
+    if not selected:
+        print(f"no notebook's file name contains any of {only}; nothing run", file=sys.stderr)
+        return 2
     results = {"profile": profile, "environment": environment(), "notebooks": {}}
     build = ROOT / "build" / "bench" / profile
-    for src in notebooks(only):
+    for src in selected:
         key = src.relative_to(ROOT).as_posix()
         print(f"{key} ...", flush=True)
         rec = run_notebook(src, METRICS.get(key, {}), build / src.parent.name, profile, timeout)
@@ -312,19 +372,41 @@ def _measured(results: dict, notebook: str, template: str) -> str:
     return out
 
 
-def render_readme(results: dict) -> str:
-    """Markdown "Results" section: measured numbers (from ``results``) beside the papers' (labelled as such)."""
+def _threads_label(results: dict) -> str:
+    env = results.get("environment", {})
+    forced = env.get("COURSE_THREADS")
+    return f"COURSE_THREADS={forced}" if forced else f"{env.get('torch_threads', '?')} threads"
+
+
+def render_readme(results: dict, alt: dict | None = None) -> str:
+    """Markdown "Results" section: measured numbers (from ``results``) beside the papers' (labelled as such).
+
+    ``alt``: a second results file of the same notebooks with another CPU thread count; its numbers get a
+    column of their own, and a line counts how many of all measured numbers differ between the two runs.
+    """
     from run_notebooks import budget_flag
 
     env = results.get("environment", {})
     profile = results.get("profile", "?")
+    heads = [f"measured ({_threads_label(results)})"] + ([f"measured ({_threads_label(alt)})"] if alt else [])
     lines = ["## Results", "",
              f"Measured by `make bench PROFILE={profile}` on {env.get('device', '?')} "
              f"({env.get('cpu_count', '?')} CPUs, torch {env.get('torch', '?')}, {env.get('date_utc', '?')} UTC). "
              "The papers' numbers are theirs, with their own data size, networks and training length: "
              "they are context, not targets.", "",
-             "| experiment | measured | the paper's |", "|---|---|---|"]
-    lines += [f"| {label} | {_measured(results, nb, template)} | {paper} |" for label, nb, template, paper in ROWS]
+             "| experiment | " + " | ".join(heads) + " | the paper's |", "|---" * (len(heads) + 2) + "|"]
+    for label, nb, template, paper in ROWS:
+        cells = [_measured(r, nb, template) for r in (results, alt) if r is not None]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {paper} |")
+    if alt:
+        n_all = sum(1 for r in results.get("notebooks", {}).values()
+                    for p, _ in _leaves(r.get("metrics", {})) if not p.startswith("seconds"))
+        lines += ["", f"The column \"measured ({_threads_label(alt)})\" is the same notebooks run by `make bench THREADS=1` "
+                  f"({alt.get('environment', {}).get('date_utc', '?')} UTC, commit "
+                  f"{str(alt.get('environment', {}).get('commit', '?'))[:7]}): one CPU thread changes only how "
+                  f"float sums are rounded, yet {len(compare(results, alt))} of the {n_all} measured numbers "
+                  "differ. Results that barely move are findings; the zoo's τ values, which flip, are noise "
+                  "(lesson 01 measures how much)."]
     lines += ["", "Seconds: wall time of each notebook, kernel start included, with the course's caches in "
               "`$COURSE_DATA_DIR/cache` warm (lessons 04 and 05 and Exercise 3 reuse cached digit-adaptation runs; "
               "the model zoo is cached too). Budgets: lessons 90 s, solutions 120 s.", "",
@@ -334,8 +416,46 @@ def render_readme(results: dict) -> str:
         lines.append(f"| {name} | {_fmt(rec.get('seconds'), '.0f')} | {rec.get('status')}"
                      f"{' (' + flag + ')' if flag else ''} |")
     lines += ["", f"Regenerate: `make bench PROFILE={profile}` (writes results/{profile}.json and this table, "
-              f"results/README_results.md).", ""]
+              f"results/README_results.md); `make bench THREADS=1` writes results/{profile}-threads1.json, "
+              "the extra column.", ""]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------- compare
+def _leaves(v, path: str = ""):
+    """(path, float) for every number in a nested metrics dict / list."""
+    if isinstance(v, dict):
+        for k, x in v.items():
+            yield from _leaves(x, f"{path}/{k}" if path else k)
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            yield from _leaves(x, f"{path}[{i}]")
+    else:
+        yield path, v
+
+
+def compare(a: dict, b: dict) -> list[tuple[str, float | None, float | None]]:
+    """(notebook: metric path, value in a, value in b) for every measured number that is not identical;
+    None where one side lacks it.  Timings (names starting with "seconds") are skipped: they are not results."""
+    diffs = []
+    for nb in sorted(set(a.get("notebooks", {})) | set(b.get("notebooks", {}))):
+        la, lb = ({p: v for p, v in _leaves(r.get("notebooks", {}).get(nb, {}).get("metrics", {}))
+                   if not p.startswith("seconds")} for r in (a, b))
+        diffs += [(f"{nb}: {p}", la.get(p), lb.get(p)) for p in sorted(set(la) | set(lb)) if la.get(p) != lb.get(p)]
+    return diffs
+
+
+def print_comparison(a: dict, b: dict) -> int:
+    """Print ``compare(a, b)`` with each side's thread count; 0 when every number is identical, else 1."""
+    diffs = compare(a, b)
+    threads = [(r.get("environment", {}).get("torch_threads"), r.get("environment", {}).get("COURSE_THREADS"))
+               for r in (a, b)]
+    print(f"torch threads (harness, COURSE_THREADS): a {threads[0]}, b {threads[1]}")
+    for name, x, y in diffs:
+        delta = f"{y - x:+.4f}" if x is not None and y is not None else "missing on one side"
+        print(f"  {name:<90} a {x}  b {y}  ({delta})")
+    print(f"{len(diffs)} measured numbers differ" if diffs else "every measured number is identical")
+    return 1 if diffs else 0
 
 
 def main(argv: list[str]) -> int:
@@ -347,14 +467,21 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--readme", action="store_true", help="render the Markdown results table instead of running")
     ap.add_argument("--results", type=Path, help="results file to render (default results/<profile>.json)")
     ap.add_argument("--readme-out", type=Path, default=ROOT / "results" / "README_results.md")
+    ap.add_argument("--compare", nargs=2, type=Path, metavar=("A", "B"), help="compare two results files")
     args = ap.parse_args(argv)
+    if args.compare:
+        return print_comparison(*(json.loads(p.read_text()) for p in args.compare))
     if args.readme:
         src = args.results or ROOT / "results" / f"{args.profile}.json"
+        alt = ROOT / "results" / f"{args.profile}-threads1.json"
         args.readme_out.parent.mkdir(parents=True, exist_ok=True)
-        args.readme_out.write_text(render_readme(json.loads(src.read_text())))
-        print(f"wrote {args.readme_out} from {src}")
+        args.readme_out.write_text(render_readme(json.loads(src.read_text()),
+                                                 json.loads(alt.read_text()) if alt.exists() else None))
+        print(f"wrote {args.readme_out} from {src}{' and ' + str(alt) if alt.exists() else ''}")
         return 0
-    return bench(args.profile, args.out or ROOT / "results" / f"{args.profile}.json", args.only, args.timeout)
+    default = (ROOT / "build" / "bench" / f"{args.profile}-only.json" if args.only
+               else ROOT / "results" / f"{args.profile}.json")
+    return bench(args.profile, args.out or default, args.only, args.timeout)
 
 
 if __name__ == "__main__":

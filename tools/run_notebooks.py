@@ -24,8 +24,16 @@ BUDGETS_S = {"notebooks": 90.0, "solutions": 120.0}  # quick profile, per notebo
 
 
 def main(argv: list[str]) -> int:
-    folders = [a for a in argv if not a.startswith("-")] or ["notebooks", "solutions"]
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    ours, extra = (argv[:argv.index("--")], argv[argv.index("--") + 1:]) if "--" in argv else (argv, [])
+    if any(a in ("-h", "--help") for a in ours):
+        print(__doc__)
+        return 0
+    unknown = [a for a in ours if a.startswith("-") or not (ROOT / a).is_dir()]
+    if unknown:
+        print(f"Not a folder of this repository: {unknown}. Usage: python tools/run_notebooks.py notebooks "
+              "solutions [-- extra pytest args]", file=sys.stderr)
+        return 2
+    folders = ours or ["notebooks", "solutions"]
     shutil.rmtree(BUILD, ignore_errors=True)
     copies = []
     for folder in folders:

@@ -71,15 +71,17 @@ def run(pair: DigitPair, method: str, steps: int, lambda_max: float = 1.0, seed:
     ``eval_every`` steps (default: 6 points per run).  With ``cache``, the result is stored in
     ``<data_dir>/cache/digits`` (checksummed), so lesson 05 reuses lesson 04's runs and a re-run
     notebook does not retrain; a cache hit returns exactly what training gave, and either way the
-    caller's global RNG is left as it was.
+    caller's global RNG is left as it was.  The key holds every setting and ``config.numerics_tag``
+    (device, CPU threads), so a run with another thread count trains its own.
     """
     if method not in (*METHODS, "oracle"):
         raise ValueError(f"Unknown method {method!r}; use one of {(*METHODS, 'oracle')}")
     eval_every = eval_every or max(steps // 6, 1)
     lam = 0.0 if method in ("source", "oracle") else lambda_max
-    key = f"{pair.target}_{method}_lam{lam:g}_steps{steps}_bs{batch_size}_every{eval_every}_seed{seed}_{pair.profile}"
-    path = pair.data_dir / "cache" / "digits" / f"{key}.v{CACHE_VERSION}.pt"
     dev = torch.device(device)
+    key = (f"{pair.target}_{method}_lam{lam:g}_steps{steps}_bs{batch_size}_every{eval_every}_seed{seed}_"
+           f"{pair.profile}_{config.numerics_tag(dev)}")
+    path = pair.data_dir / "cache" / "digits" / f"{key}.v{CACHE_VERSION}.pt"
     with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):  # the caller's RNG is untouched
         torch.manual_seed(seed)
         model = DANN(10, (3, SIZE, SIZE)).to(dev)
