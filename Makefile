@@ -74,6 +74,7 @@ bench: install
 # MMD², cached features, input pipeline: ratios measured in one run -> results/microbench-$(PROFILE).json (< 2 min)
 microbench: install
 	$(PY) tools/microbench.py --profile $(PROFILE)
+	$(PY) tools/bench.py --readme --profile $(PROFILE)
 
 clean:
 	rm -rf build .pytest_cache

@@ -236,3 +236,48 @@ def test_executor_handles_widgets_timeouts_and_a_dead_kernel(tmp_path):
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_environment_records_the_commit_and_ignores_the_benchs_own_results(tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "quick.json").write_text("{}")
+    (tmp_path / "lesson.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "init")
+    monkeypatch.setattr(bench, "ROOT", tmp_path)
+    (tmp_path / "results" / "quick.json").write_text('{"new": 1}')  # written by the bench itself
+    env = bench.environment()
+    assert len(env["commit"]) == 40 and env["uncommitted_changes_outside_results"] is False
+    (tmp_path / "lesson.py").write_text("x = 2\n")
+    assert bench.environment()["uncommitted_changes_outside_results"] is True
+
+
+def test_readme_results_table_is_the_one_the_committed_results_files_give():
+    results, alt, micro = bench.load_results("quick")
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split(bench.BEGIN)[1].split(bench.END)[0].strip("\n").splitlines()
+    assert block == bench.results_block(results, alt, micro), "README.md is stale: run tools/bench.py --readme"
+    assert all(r["status"] == "ok" for r in results["notebooks"].values())
+
+
+def test_splice_replaces_only_the_marked_block_and_needs_the_markers():
+    text = f"intro\n{bench.BEGIN}\nold table\n{bench.END}\noutro\n"
+    assert bench.splice_readme(text, ["new", "table"]) == f"intro\n{bench.BEGIN}\nnew\ntable\n{bench.END}\noutro\n"
+    with pytest.raises(ValueError, match="exactly one"):
+        bench.splice_readme("no markers here", ["x"])
+
+
+def test_microbench_sentence_reports_the_measured_ratios():
+    micro = {"threads": 1, "date_utc": "d", "cached_features": {"speedup": 5.25}, "input_pipeline": {"speedup": 2.04},
+             "mmd": [{"n": 256, "d": 256, "speedup": 8.0, "peak_mib_chapter": 128.0, "peak_mib_course_lib": 4.0},
+                     {"n": 2048, "d": 256, "speedup": 17.64, "peak_mib_chapter": 8192.0, "peak_mib_course_lib": 80.0}]}
+    text = bench._micro_sentence(micro)
+    assert "(1 thread, d UTC)" in text and "8.0–17.6× faster" in text and "32–102× less peak memory" in text
+    assert "(8192 vs 80 MiB at N = 2048)" in text and "5.2× faster" in text and "2.0× more images" in text

@@ -15,7 +15,9 @@ lists, dict keys strings, tuple keys "a | b").  A notebook that fails (a cell er
 that cannot be evaluated) is recorded with its error; the others still run and the command exits 1.
 
 --readme renders a Markdown "Results" table (measured numbers beside the papers', labelled as the papers')
-from a results file into results/README_results.md.  Only numbers present in the results file are printed.
+from a results file (plus results/<profile>-threads1.json and results/microbench-<profile>.json when present)
+into results/README_results.md, and replaces README.md's table between its <!-- bench:results --> markers.
+Only numbers present in the results files are printed.
 """
 
 from __future__ import annotations
@@ -272,8 +274,8 @@ def environment() -> dict:
 
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True,
-                                    text=True).stdout.strip())
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", ".", ":!results"],  # results: our output
+                                    cwd=ROOT, capture_output=True, text=True).stdout.strip())
     except OSError:
         commit, dirty = "", False
     return {"date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"), "python": platform.python_version(),
@@ -283,7 +285,7 @@ def environment() -> dict:
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "COURSE_THREADS": os.environ.get("COURSE_THREADS"),
             "load_average_1min_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-            "commit": commit, "uncommitted_changes": dirty}
+            "commit": commit, "uncommitted_changes_outside_results": dirty}
 
 
 def notebooks(only: list[str] | None = None) -> list[Path]:
@@ -378,22 +380,38 @@ def _threads_label(results: dict) -> str:
     return f"COURSE_THREADS={forced}" if forced else f"{env.get('torch_threads', '?')} threads"
 
 
-def render_readme(results: dict, alt: dict | None = None) -> str:
-    """Markdown "Results" section: measured numbers (from ``results``) beside the papers' (labelled as such).
+def _micro_sentence(micro: dict) -> str:
+    """One sentence of ratios from a ``tools/microbench.py`` results file."""
+    mmd = micro["mmd"]
+    speed = [r["speedup"] for r in mmd]
+    mem = [r["peak_mib_chapter"] / r["peak_mib_course_lib"] for r in mmd
+           if r["peak_mib_chapter"] and r["peak_mib_course_lib"]]
+    last = mmd[-1]
+    mem_text = (f" and needed {min(mem):.0f}–{max(mem):.0f}× less peak memory ({last['peak_mib_chapter']:.0f} vs "
+                f"{last['peak_mib_course_lib']:.0f} MiB at N = {last['n']})" if mem else "")
+    threads = f"{micro['threads']} thread{'s' if micro['threads'] != 1 else ''}"
+    return (f"`make microbench` ({threads}, {micro['date_utc']} UTC), each ratio measured within "
+            f"one run: `adaptation.mmd2` was {min(speed):.1f}–{max(speed):.1f}× faster than the chapter's broadcast "
+            f"kernel (§3.3) at N = {mmd[0]['n']}…{last['n']} (D = {last['d']}){mem_text}; cached frozen features "
+            f"trained the same head {micro['cached_features']['speedup']:.1f}× faster than a frozen forward pass "
+            f"every epoch; tensor batches fed {micro['input_pipeline']['speedup']:.1f}× more images per second than "
+            "the chapter's per-item `ToPILImage` pipeline (§5.1).")
+
+
+def results_block(results: dict, alt: dict | None = None, micro: dict | None = None) -> list[str]:
+    """The measured numbers beside the papers' (labelled as such), as Markdown lines; README.md holds these.
 
     ``alt``: a second results file of the same notebooks with another CPU thread count; its numbers get a
     column of their own, and a line counts how many of all measured numbers differ between the two runs.
+    ``micro``: a ``tools/microbench.py`` results file, summarised in one sentence.
     """
-    from run_notebooks import budget_flag
-
     env = results.get("environment", {})
     profile = results.get("profile", "?")
     heads = [f"measured ({_threads_label(results)})"] + ([f"measured ({_threads_label(alt)})"] if alt else [])
-    lines = ["## Results", "",
-             f"Measured by `make bench PROFILE={profile}` on {env.get('device', '?')} "
-             f"({env.get('cpu_count', '?')} CPUs, torch {env.get('torch', '?')}, {env.get('date_utc', '?')} UTC). "
-             "The papers' numbers are theirs, with their own data size, networks and training length: "
-             "they are context, not targets.", "",
+    lines = [f"Measured by `make bench PROFILE={profile}` on {env.get('device', '?')} "
+             f"({env.get('cpu_count', '?')} CPUs, torch {env.get('torch', '?')}, {env.get('date_utc', '?')} UTC, "
+             f"commit {str(env.get('commit', '?'))[:7]}). The papers' numbers are theirs, with their own data size, "
+             "networks and training length: they are context, not targets.", "",
              "| experiment | " + " | ".join(heads) + " | the paper's |", "|---" * (len(heads) + 2) + "|"]
     for label, nb, template, paper in ROWS:
         cells = [_measured(r, nb, template) for r in (results, alt) if r is not None]
@@ -401,16 +419,27 @@ def render_readme(results: dict, alt: dict | None = None) -> str:
     if alt:
         n_all = sum(1 for r in results.get("notebooks", {}).values()
                     for p, _ in _leaves(r.get("metrics", {})) if not p.startswith("seconds"))
-        lines += ["", f"The column \"measured ({_threads_label(alt)})\" is the same notebooks run by `make bench THREADS=1` "
-                  f"({alt.get('environment', {}).get('date_utc', '?')} UTC, commit "
+        lines += ["", f"The column \"measured ({_threads_label(alt)})\" is the same notebooks run by `make bench "
+                  f"THREADS=1` ({alt.get('environment', {}).get('date_utc', '?')} UTC, commit "
                   f"{str(alt.get('environment', {}).get('commit', '?'))[:7]}): one CPU thread changes only how "
                   f"float sums are rounded, yet {len(compare(results, alt))} of the {n_all} measured numbers "
-                  "differ. Results that barely move are findings; the zoo's τ values, which flip, are noise "
-                  "(lesson 01 measures how much)."]
-    lines += ["", "Seconds: wall time of each notebook, kernel start included, with the course's caches in "
-              "`$COURSE_DATA_DIR/cache` warm (lessons 04 and 05 and Exercise 3 reuse cached digit-adaptation runs; "
-              "the model zoo is cached too). Budgets: lessons 90 s, solutions 120 s.", "",
-              "| notebook | seconds | status |", "|---|---:|---|"]
+                  "differ (lessons 07 and 08 pin one thread themselves, so theirs cannot). Results that barely move "
+                  "are findings; the zoo's τ values, which flip, are noise (lesson 01 measures how much)."]
+    if micro:
+        lines += ["", _micro_sentence(micro)]
+    return lines
+
+
+def render_readme(results: dict, alt: dict | None = None, micro: dict | None = None) -> str:
+    """results/README_results.md: ``results_block`` plus each notebook's wall time and status."""
+    from run_notebooks import budget_flag
+
+    profile = results.get("profile", "?")
+    lines = ["## Results", "", *results_block(results, alt, micro), "",
+             "Seconds: wall time of each notebook, kernel start included, with the course's caches in "
+             "`$COURSE_DATA_DIR/cache` warm (lessons 04 and 05 and Exercise 3 reuse cached digit-adaptation runs; "
+             "the model zoo is cached too). Budgets: lessons 90 s, solutions 120 s.", "",
+             "| notebook | seconds | status |", "|---|---:|---|"]
     for name, rec in results.get("notebooks", {}).items():
         flag = budget_flag(name, rec["seconds"]).strip() if rec.get("seconds") is not None else ""
         lines.append(f"| {name} | {_fmt(rec.get('seconds'), '.0f')} | {rec.get('status')}"
@@ -419,6 +448,28 @@ def render_readme(results: dict, alt: dict | None = None) -> str:
               f"results/README_results.md); `make bench THREADS=1` writes results/{profile}-threads1.json, "
               "the extra column.", ""]
     return "\n".join(lines)
+
+
+BEGIN, END = "<!-- bench:results -->", "<!-- /bench:results -->"
+
+
+def splice_readme(readme: str, block: list[str]) -> str:
+    """``readme`` with the lines between the BEGIN and END markers replaced by ``block``."""
+    if readme.count(BEGIN) != 1 or readme.count(END) != 1 or readme.index(BEGIN) > readme.index(END):
+        raise ValueError(f"README.md needs exactly one {BEGIN} ... {END} pair around its results table")
+    head, rest = readme.split(BEGIN)
+    tail = rest.split(END)[1]
+    return head + BEGIN + "\n" + "\n".join(block) + "\n" + END + tail
+
+
+def load_results(profile: str, results: Path | None = None) -> tuple[dict, dict | None, dict | None]:
+    """The results file (default results/<profile>.json), and the -threads1 and microbench ones if present."""
+    def opt(path: Path) -> dict | None:
+        return json.loads(path.read_text()) if path.exists() else None
+
+    main = json.loads((results or ROOT / "results" / f"{profile}.json").read_text())
+    return (main, opt(ROOT / "results" / f"{profile}-threads1.json"),
+            opt(ROOT / "results" / f"microbench-{profile}.json"))
 
 
 # ------------------------------------------------------------------------------------------------- compare
@@ -472,12 +523,12 @@ def main(argv: list[str]) -> int:
     if args.compare:
         return print_comparison(*(json.loads(p.read_text()) for p in args.compare))
     if args.readme:
-        src = args.results or ROOT / "results" / f"{args.profile}.json"
-        alt = ROOT / "results" / f"{args.profile}-threads1.json"
+        results, alt, micro = load_results(args.profile, args.results)
         args.readme_out.parent.mkdir(parents=True, exist_ok=True)
-        args.readme_out.write_text(render_readme(json.loads(src.read_text()),
-                                                 json.loads(alt.read_text()) if alt.exists() else None))
-        print(f"wrote {args.readme_out} from {src}{' and ' + str(alt) if alt.exists() else ''}")
+        args.readme_out.write_text(render_readme(results, alt, micro))
+        readme = ROOT / "README.md"
+        readme.write_text(splice_readme(readme.read_text(), results_block(results, alt, micro)))
+        print(f"wrote {args.readme_out} and the results table in {readme}")
         return 0
     default = (ROOT / "build" / "bench" / f"{args.profile}-only.json" if args.only
                else ROOT / "results" / f"{args.profile}.json")
