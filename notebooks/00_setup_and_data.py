@@ -25,7 +25,8 @@
 # 3. builds MNIST-M the way the DANN paper did, once inline and once with `course_lib`, and checks that both agree,
 # 4. measures the pretrained CIFAR-10 ResNet-20 that several lessons start from.
 #
-# **Profiles.** `quick` runs on a 2-core CPU in about a minute per lesson, with small splits carved
+# **Profiles.** `quick` runs on a 2-core CPU within 90 s per lesson (the README lists measured
+# runtimes), with small splits carved
 # out of what the offline data mirror holds. `full` is for a Colab GPU: official splits, downloaded
 # when missing. The profile comes from the environment variable `COURSE_PROFILE`; without it you get
 # `full` when a GPU is present and `quick` otherwise.
@@ -34,7 +35,8 @@
 # so the numbers a lesson prints depend on how many threads torch uses. In `quick` on a CPU,
 # `course_lib.setup()` therefore pins torch to 2 threads, the count of the machine that measured the
 # README's results, whatever your core count. Set `COURSE_THREADS` to override it; your numbers may then
-# differ slightly from the README's; the lessons' assertions were checked with 1 and with 2 threads.
+# differ slightly from the README's, whose Results section records a run of every notebook with one
+# thread (all assertions held).
 
 # %%
 # Colab-safe setup: install course_lib only when it is missing, and never replace the runtime's torch.
@@ -119,8 +121,9 @@ for name in data.NAMES:
 
 # %% [markdown]
 # The official splits of MedMNIST are kept in both profiles, and their sizes are fixed by the
-# dataset's authors. We check them, and we check that the quick carve really partitions the official
-# test sets (no image lost or duplicated):
+# dataset's authors. We check them, and we check that the quick carve's splits add up to the official
+# test sets (that the carve is a partition, with no image lost or duplicated, is unit-tested in
+# `tests/test_data.py`):
 
 # %%
 assert [len(data.load("pneumoniamnist", s)) for s in data.SPLITS] == [4708, 524, 624]

@@ -160,7 +160,7 @@ except NameError as err:
 # In the paper, p ∈ [0, 1] is training progress over **iterations**, and λ(p) = 2/(1 + e^(−10p)) − 1
 # rises smoothly from 0. The chapter computes it once per epoch from `epoch / epochs`, so λ is a
 # staircase, and **exactly 0 for the whole first epoch**: the feature extractor gets no domain
-# gradient at all then. With the chapter's 50 epochs and our 93 source batches per epoch:
+# gradient at all then. With the chapter's 50 epochs and our source split's batches per epoch (93 in quick):
 
 # %%
 epochs, per_epoch = 50, len(mm.source_train[0]) // 64
@@ -205,7 +205,9 @@ zipped = sum(1 for _ in zip(src_loader, tgt_loader))
 cycled = sum(1 for _ in zip(range(len(src_loader)), adaptation.forever(tgt_loader)))
 print(f"source batches {len(src_loader)}, target batches {len(tgt_loader)}: zip runs {zipped} steps, "
       f"cycling runs {cycled}; zip leaves {len(usps.source_train[0]) - 64 * zipped:,} source images unseen")
-assert zipped == len(tgt_loader) == 18 and cycled == len(src_loader) == 93
+assert zipped == len(tgt_loader) < cycled == len(src_loader)  # zip stops at the shorter loader
+if cfg.quick:
+    assert (zipped, cycled) == (18, 93)  # the numbers quoted above (quick split)
 
 # %% [markdown]
 # ### ERRATA 4.3 · domain labels on the CPU
@@ -318,7 +320,7 @@ paper = widgets.dann_schedule(10, 1.0)
 assert paper.series["λ(p)"][0] == 0 and math.isclose(paper.series["λ(p)"][-1], adaptation.dann_lambda(1.0))
 peak = int(np.argmax(paper.series["λ(p)·μ_p/μ_0"]))
 print(paper.title, f"| the effective step peaks at p = {paper.p[peak]:.2f}")
-assert 0.1 < paper.p[peak] < 0.4  # the domain signal acts mostly in the first part of training
+assert 0.1 < paper.p[peak] < 0.4  # the effective domain step peaks early in training
 print(widgets.dann_schedule(2, 1.0).title)
 
 # %% [markdown]
@@ -332,11 +334,11 @@ print(widgets.dann_schedule(2, 1.0).title)
 # * **oracle**: trained on MNIST-M's *own labels*, an upper bound no adaptation method gets.
 #
 # **Choosing λ_max.** The paper uses λ_max = 1, with far longer training than our quick budget
-# (`STEPS` below), where λ_max = 1 gave lower and more variable accuracy. `tools/sweep_adaptation.py`
-# tried λ_max ∈ {0.03, 0.1, 0.3, 1} for seeds 0–2 and scored each on the target **validation** split
-# (never the test split we report); it chose the values below (for USPS, 0.03 and 0.1 were within
-# 0.002 of each other). Note what that means: we used target labels to pick a hyperparameter, as UDA
-# papers routinely do. A real unlabelled target has no such labels, which makes this number optimistic.
+# (`STEPS` below). `tools/sweep_adaptation.py` tried λ_max ∈ {0.03, 0.1, 0.3, 1} for seeds 0–2, scored
+# each on the target **validation** split (never the test split we report) and chose the values below;
+# Exercise 3 repeats such a sweep, with its numbers checked. Note what that means: we used target labels
+# to pick a hyperparameter, as UDA papers routinely do. A real unlabelled target has no such labels, which
+# makes this number optimistic.
 
 # %%
 STEPS = {"mnist_m": cfg.pick(600, 10_000), "usps": cfg.pick(400, 5_000)}
@@ -394,16 +396,19 @@ for method in mm_res:
 # %% [markdown]
 # What the numbers say, each checked below:
 #
-# * source-only transfers badly: the oracle is more than 30 points better on the same test images;
+# * source-only transfers badly: on MNIST's own test images it is more than 30 points more accurate
+#   than on MNIST-M's, and the oracle is more than 30 points better on the same MNIST-M images;
 # * DANN closes part of that gap: at least 5 points over source-only, with no target label used;
-# * it stays far from the oracle (and from the paper's 0.77, reached with much longer training on all
-#   60,000 MNIST images).
+# * it stays more than 15 points below the oracle (and below the paper's 0.77, reached with much longer
+#   training on all 60,000 MNIST images).
 
 # %%
 src_acc, dann_acc, oracle_acc = (final_acc(mm_res, m)[0] for m in ("source", "dann", "oracle"))
-assert oracle_acc - src_acc > 0.30
+src_on_source = np.mean([adaptation.accuracy(m, *mm.source_test) for m in mm_res["source"][0]])
+print(f"source-only: MNIST test {src_on_source:.3f}, MNIST-M test {src_acc:.3f}")
+assert src_on_source - src_acc > 0.30 and oracle_acc - src_acc > 0.30
 assert dann_acc - src_acc >= 0.05
-assert oracle_acc - dann_acc > 0.15
+assert oracle_acc - dann_acc > 0.15 and dann_acc < PAPER["dann"]
 
 # %% [markdown]
 # ## 5. Did the features become domain-invariant?
@@ -429,6 +434,8 @@ dom_acc = mm_res["dann"][1][0][-1]["domain_acc"]
 print(f"proxy A-distance: source-only {pad['source']:.3f}, DANN {pad['dann']:.3f}")
 print(f"DANN's own domain classifier, last {STEPS['mnist_m'] // 6} steps: accuracy {dom_acc:.3f}")
 assert pad["dann"] < pad["source"] and pad["dann"] > 1.0  # lower, and still far from 0
+# the claims of the next paragraph: a small drop; PAD > 1.6 means the probe separates > 90% of the images
+assert pad["source"] - pad["dann"] < 0.2 and pad["dann"] > 1.6 and dom_acc > 0.5
 
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
 for ax, (method, (fs, ft)) in zip(axes, feats.items()):
@@ -445,8 +452,9 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The proxy A-distance falls, but only a little, and stays close to 2: a linear probe still separates
-# the domains almost perfectly, and DANN's own domain classifier is still right most of the time. At
+# The proxy A-distance falls, but only a little (less than 0.2), and stays above 1.6: a linear probe
+# still separates the domains with more than 90% accuracy, and DANN's own domain classifier is still
+# right more often than chance. At
 # this budget (and λ_max) DANN makes the features *less* domain-specific, far from domain-free. The PCA
 # picture shows the same: the two clouds still sit apart.
 #
@@ -472,7 +480,7 @@ print("references, each with its own network and schedule: TLlib's digits benchm
       "DANN 0.917; PyKale's DANN tutorial source-only 0.495, DANN 0.804 (mean of 10 seeds)")
 us_src, us_dann, us_oracle = (final_acc(us_res, m)[0] for m in ("source", "dann", "oracle"))
 assert us_dann - us_src >= 0.05
-assert us_oracle > max(us_src, us_dann)
+assert us_oracle - us_dann > 0.1  # "far below the oracle" (summary)
 
 # %% [markdown]
 # ## Summary
@@ -481,8 +489,9 @@ assert us_oracle > max(us_src, us_dann)
 #   puts domain labels on the CPU, freezes λ at 0 for a whole epoch, and drops batches with `zip`.
 # * The corrected recipe: λ(p) and μ_p per **iteration**, domains cycled independently, a network built
 #   for its input, every loss logged separately.
-# * On both pairs DANN beats source-only without target labels, and stays far below the oracle; the
-#   proxy A-distance shows the features became less domain-specific, not domain-free.
+# * On both pairs DANN beats source-only by at least 5 points without target labels, and stays more
+#   than 10 points below the oracle; the proxy A-distance shows the features became less
+#   domain-specific, not domain-free.
 # * λ_max was chosen with target validation labels: an optimistic protocol to keep in mind when
 #   reading any UDA table.
 #
