@@ -127,7 +127,8 @@ assert all(v for k, v in changed.items() if k not in stem)  # everything else mo
 # %%
 from torchvision.models import resnet50
 
-r50 = resnet50(weights=None)  # architecture only: counting parameters needs no weights
+with torch.device("meta"):  # shapes only: no memory, no weights, and the global RNG is left untouched
+    r50 = resnet50(weights=None)
 n_r50_stem = sum(p.numel() for m in (r50.conv1, r50.bn1) for p in m.parameters())
 print(f"ResNet-50 conv1 + bn1: {n_r50_stem:,} parameters")
 assert n_r50_stem == 9_536

@@ -97,7 +97,7 @@ for sigma in (1.0, 3.0):
 # We study real features: the 768-d penultimate features of lesson 04's **source-only** network
 # (trained on MNIST, never shown a target image), on test images of MNIST, MNIST-M and USPS.
 # `digits.run` caches each run in the data directory, so the networks lesson 04 trained are reused here
-# (or trained now, in a few seconds, if you start with this lesson).
+# (or trained now, if you start with this lesson).
 
 # %%
 STEPS = {"mnist_m": cfg.pick(600, 10_000), "usps": cfg.pick(400, 5_000)}  # as in lesson 04
@@ -163,7 +163,8 @@ for r in rows:
 floor = 2 / N  # what σ → 0 gives: each kernel matrix is the identity, so xx = yy = 1/N
 t_same, t_mm = rows[1], rows[2]
 print(f"\nK ≈ I floor 2/N = {floor:.4f}")
-assert t_same["median distance"] > 10 * rows[0]["median distance"] or t_same["median distance"] > 5
+print(f"median distance: untrained {rows[0]['median distance']:.2f}, trained {t_same['median distance']:.2f}")
+assert t_same["median distance"] > 2 * rows[0]["median distance"] and t_same["median distance"] > 5  # spread out
 assert t_same["mean off-diagonal k (σ=1)"] < 1e-3
 assert abs(t_same["chapter σ=1"] - floor) < 0.05 * floor and abs(t_mm["chapter σ=1"] - floor) < 0.05 * floor
 assert t_mm["unbiased, median σ"] > 20 * abs(t_same["unbiased, median σ"])
@@ -312,7 +313,8 @@ assert abs(best - median_log) <= 1.0  # the heuristic lands within a factor 10 o
 # ### ERRATA 5.5 · λ = 0.1 makes the term disappear
 #
 # The chapter adds `lambda_mmd * mmd_loss` with λ = 0.1 and σ = 1. On trained features its MMD sits at
-# the floor 2/N computed above, so the gradient it sends is tiny next to the cross-entropy. We chose λ
+# the floor 2/N computed above, where the kernel matrices are the identity whatever the features are: the
+# term adds a near-constant to the loss, and a near-constant sends almost no gradient. We chose λ
 # instead by validation accuracy: `tools/sweep_adaptation.py` tried λ_max ∈ {0.3, 1, 3} for seeds 0–2
 # on the target *validation* split (never the test split reported below), as for DANN in lesson 04. It
 # chose λ_max = 3 on both pairs: thirty times the chapter's 0.1, and at the edge of the grid, so a larger
@@ -363,8 +365,8 @@ for target in pairs:
 
 # %% [markdown]
 # On both pairs the MMD penalty beats source-only by at least 5 points (checked above), without a
-# single target label, at the same budget. Whether MMD or DANN is ahead differs by pair and by seed at
-# this budget, so we make no claim about their order; the printed TLlib row (its own network and
+# single target label, at the same budget. The gaps between MMD and DANN are small, and the quick profile
+# runs one seed, so we make no claim about their order; the printed TLlib row (its own network and
 # schedule) puts DANN ahead of DAN on MNIST → USPS.
 #
 # ## Summary

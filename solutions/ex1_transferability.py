@@ -385,7 +385,7 @@ print(f"pool {tuple(pool_x.shape)}, labels {pool_y.bincount().tolist()} | test {
 # **One forward pass per source.** Each source network runs once (eval mode, no gradients) over the pool,
 # the test images and `N_MMD` test images of its own source dataset, giving penultimate features (·, 64)
 # and source-class probabilities. The two course-made sources are trained on first use and cached
-# (`zoo.load`, a few seconds each in quick).
+# (`zoo.load`).
 
 # %%
 SOURCES = list(zoo.SOURCES)
@@ -493,9 +493,8 @@ fig.tight_layout()
 #   swapped pair), and redrawing the labelled set changes every score's τ by at least two such steps
 #   over the resamples. By your Q4, even τ = 0.6 would happen with probability about 0.07 for a score
 #   that knows nothing. The AUCs of the four CIFAR sources lie within 0.07 of each other in every
-#   resample, so their order is easy to flip. In offline runs with other seeds (`course_lib.setup(seed=1)`
-#   to `seed=3`), the mean τ of −MMD² and of LEEP even changed sign. We therefore assert no sign and no
-#   ordering of the τ values: n is small.
+#   resample, so their order is easy to flip. Other seeds (`course_lib.setup(seed=1)`, …) give other
+#   τ values; try it. We therefore assert no sign and no ordering of the τ values: n is small.
 # * What would make the comparison conclusive: more sources (the LogME paper ranks zoos of 10+ models),
 #   several targets, and fine-tuned results averaged over seeds. Try it in the full profile, or add
 #   deeper fine-tuning (`finetune.freeze(net, "partial")` + `strategies.train_classifier`) as the

@@ -73,7 +73,7 @@ from course_lib.adaptation import digits
 
 cfg = course_lib.setup()
 if cfg.device.type == "cpu":
-    torch.set_num_threads(1)  # small convolutions: one thread is as fast, and leaves the other core free
+    torch.set_num_threads(1)  # small convolutions; leaves the other core free
 
 # %% [markdown]
 # ## Part 1 · The pieces (autograded)
@@ -357,8 +357,7 @@ print("GradReverse and dann_lambda agree with course_lib (real DANN features; p 
 # λ_max = 0 gains over source-only is *not* the adversary's doing.
 #
 # Budget: five runs of `STEPS` steps and one seed in the quick profile, half of lesson 04's 600 steps,
-# so all accuracies here are a little lower than lesson 04's; the claims asserted below were checked
-# offline on seeds 0–2. Target test accuracy is measured once, after the last step.
+# so expect lower accuracies than lesson 04's. Target test accuracy is measured once, after the last step.
 
 # %%
 STEPS = cfg.pick(300, 10_000)
@@ -435,19 +434,19 @@ print("the paper: λ_max = 1, its own architecture and schedule, 60,000 MNIST im
 # %% [markdown]
 # ## What the numbers say
 #
-# Each claim below is asserted; each held in offline runs of this notebook with seeds 0–2:
+# Each claim below is asserted:
 #
 # * DANN with the λ_max chosen on validation beats source-only on the target **test** split by at least
-#   5 points (far from the paper's 0.77, reached with far longer training on 60,000 images);
+#   5 points (and stays below the paper's 0.77, reached with far longer training on 60,000 images);
 # * **λ_max = 0 already gains** at least 4 points of target validation accuracy over source-only. No
 #   reversed gradient reaches the features there: the gain comes from the target images passing through
 #   the feature extractor in the same batches as the source ones, so its BatchNorm layers normalise
 #   with statistics of both domains (the idea of AdaBN, Li et al. 2016). Part of "what DANN does" at this
 #   budget is not adversarial at all, which only a λ_max = 0 run reveals;
 # * the adversary adds a little to that: the chosen λ_max is above λ_max = 0 on validation, by at least
-#   1 point (offline: 2 to 4 points);
+#   1 point;
 # * too strong an adversary hurts: λ_max = 1 (the paper's value, at our short budget) is at least
-#   3 points below the chosen λ_max on validation (offline, in one seed of three it collapsed to 0.33);
+#   3 points below the chosen λ_max on validation;
 # * **invariance is only partial**: DANN's own domain head, on held-out images, is most accurate with
 #   λ_max = 0 (nothing fights it) and less accurate at every λ_max > 0; but a *fresh* linear probe still
 #   separates the two domains almost perfectly at every λ_max: PAD > 1.8 for every run (2 = fully
@@ -455,7 +454,7 @@ print("the paper: λ_max = 1, its own architecture and schedule, 60,000 MNIST im
 #   the features.
 
 # %%
-assert test_acc[best] - test_acc["source"] >= 0.05
+assert test_acc[best] - test_acc["source"] >= 0.05 and test_acc[best] < PAPER["DANN"]
 assert val_acc[0.0] - val_acc["source"] >= 0.04
 assert val_acc[best] - val_acc[0.0] >= 0.01
 assert val_acc[best] - val_acc[1.0] >= 0.03

@@ -82,7 +82,8 @@ cfg = course_lib.setup()
 #
 # * return the total as a 0-dim tensor;
 # * the KL term is averaged over the **batch** (`F.kl_div(..., reduction="batchmean")`; `"mean"` would
-#   also divide by C) and multiplied by T², which keeps its gradient on one scale for every T;
+#   also divide by C) and multiplied by T², which keeps its gradient on roughly one scale as T grows
+#   (Hinton et al.; lesson 06 measures it for T ≥ 2);
 # * no gradient may reach the teacher's logits;
 # * raise `ValueError` when the two logit tensors do not have the same (N, C) shape.
 #
@@ -288,11 +289,11 @@ else:
 # 60/10/30 into train/val/test (the teacher was trained on the official *training* set and has never
 # seen them). The students train on a balanced **1,000-image** subset of the carved training split for
 # **3 epochs**, and are compared on the 1,000-image validation split; this is a small budget, chosen so
-# that all 16 runs fit in about a minute on a CPU. The full grid is the same in both profiles; `full`
+# that all 16 runs fit the quick profile's budget on a CPU. The full grid is the same in both profiles; `full`
 # trains on the 45,000 official training images for 30 epochs.
 
 # %%
-torch.set_num_threads(1)  # 16 small runs: one thread is as fast and shares the machine fairly
+torch.set_num_threads(1)  # 16 small runs; one thread shares the machine fairly
 N_TRAIN, EPOCHS, BATCH, LR, WIDTH = cfg.pick(1000, None), cfg.pick(3, 30), 64, 3e-3, 16
 TEMPERATURES, ALPHAS = (1.0, 3.0, 5.0, 10.0), (0.3, 0.5, 0.7, 0.9)
 
@@ -386,15 +387,14 @@ print("\nHinton et al. 2015 on MNIST (the paper's findings, not measured here): 
 # %% [markdown]
 # ### What the grid says, at this budget
 #
-# Each point below is asserted in the next cell; the `quick` budget was also run offline with seeds 0–2
-# (train subset, initial weights and batch order all changed), with the same outcome each time.
+# Each point below is asserted in the next cell.
 #
-# * **The teacher stays far ahead:** 93 % against about 35 % for every student, at this budget.
+# * **The teacher stays far ahead:** more than 30 points above every student, at this budget.
 # * **α matters, in one direction.** For every T, α = 0.9 gives a lower validation accuracy than α = 0.3:
 #   with 3 epochs on 1,000 images, shifting weight from the labels to the teacher's soft targets slows the
 #   student down. So the chosen configuration has a small α.
-# * **T does not, beyond noise.** Which T wins changes with the seed (T = 10 with seed 0, T = 1 with seeds 1
-#   and 2), and the best configuration is no better than training on the labels alone (within 2 points).
+# * **T does not, beyond noise.** Which T wins may change with the seed (try another one), and the best
+#   configuration is no better than training on the labels alone (within 2 points).
 #   A grid of 16 runs on a 1,000-image validation split cannot resolve differences of a point or two; the
 #   "best" is then partly the luckiest, which is why its test accuracy is measured separately, once.
 # * **Temperature flattens the teacher:** its mean top probability falls from above 0.9 at T = 1 to below
@@ -415,7 +415,7 @@ print(f"teacher {teacher_train_acc:.3f} vs chosen student {test_acc:.3f} on test
 assert abs(test_acc - val_acc[chosen]) < 0.05
 if cfg.profile == "quick":  # in `full` the teacher has seen the training images, and students train longer
     assert top1 > 0.9 and top10 < 0.55  # T = 1: nearly one-hot; T = 10: much flatter
-    assert teacher_train_acc - test_acc > 0.3
+    assert teacher_train_acc - test_acc > 0.3 and teacher_train_acc - max(val_acc.values()) > 0.3
     assert all(d > 0 for d in drops.values())
     assert chosen[1] <= 0.5
     assert max(val_acc.values()) < scratch_val + 0.02
