@@ -325,7 +325,7 @@ assert len(SOURCES) >= 6 and all(-1 <= t <= 1 for s in SCORES for t in taus[s])
 assert all(res[n]["LEEP"] <= 0 for res in resamples for n in SOURCES)
 # the small-n arithmetic behind "assert no sign": tau = 0.6 is not significant at 5% with 6 sources
 assert n_src == 6 and 0.05 < tau_p_value(0.6, n_src) < 0.1 and tau_p_value(11 / 15, n_src) < 0.05
-if cfg.quick:  # the measured claims above, in the quick profile (checked offline with seeds 0-3)
+if cfg.quick:  # the measured claims above, in the quick profile
     assert min(mmd[n] for n in gray) > 1.5 * max(mmd[n] for n in cifar)
     assert all(np.ptp(taus[s]) >= 2 * 2 / 15 - 1e-9 for s in SCORES)  # every tau moves by two swapped pairs or more
     assert max(spread) < 0.07

@@ -311,8 +311,7 @@ for _p, _q in ((torch.ones(3), torch.ones(4)), (torch.ones(1), torch.ones(1)), (
 # ## Part 2 · The experiment
 #
 # Your functions first meet the tested versions in `course_lib.meta` on real episodes; the training and
-# evaluation loops then use `course_lib.meta` (lesson 07's recipe and hyperparameters, so its offline
-# checks over seeds apply here).
+# evaluation loops then use `course_lib.meta` (lesson 07's recipe and hyperparameters).
 #
 # **Data.** The quick profile's Omniglot mirror holds the two small background sets of the authors'
 # repository; `data.load` splits them **by alphabet**, so the meta-test characters come from alphabets
