@@ -417,8 +417,7 @@ def results_block(results: dict, alt: dict | None = None, micro: dict | None = N
         cells = [_measured(r, nb, template) for r in (results, alt) if r is not None]
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {paper} |")
     if alt:
-        n_all = sum(1 for r in results.get("notebooks", {}).values()
-                    for p, _ in _leaves(r.get("metrics", {})) if not p.startswith("seconds"))
+        n_all = sum(len(_numbers(results, nb)) for nb in results.get("notebooks", {}))
         lines += ["", f"The column \"measured ({_threads_label(alt)})\" is the same notebooks run by `make bench "
                   f"THREADS=1` ({alt.get('environment', {}).get('date_utc', '?')} UTC, commit "
                   f"{str(alt.get('environment', {}).get('commit', '?'))[:7]}): one CPU thread changes only how "
@@ -485,13 +484,18 @@ def _leaves(v, path: str = ""):
         yield path, v
 
 
+def _numbers(results: dict, notebook: str) -> dict[str, float]:
+    """{metric path: value} of one notebook's measured results; timings ("seconds...") are not results."""
+    metrics = results.get("notebooks", {}).get(notebook, {}).get("metrics", {})
+    return {p: v for p, v in _leaves(metrics) if not p.startswith("seconds")}
+
+
 def compare(a: dict, b: dict) -> list[tuple[str, float | None, float | None]]:
     """(notebook: metric path, value in a, value in b) for every measured number that is not identical;
     None where one side lacks it.  Timings (names starting with "seconds") are skipped: they are not results."""
     diffs = []
     for nb in sorted(set(a.get("notebooks", {})) | set(b.get("notebooks", {}))):
-        la, lb = ({p: v for p, v in _leaves(r.get("notebooks", {}).get(nb, {}).get("metrics", {}))
-                   if not p.startswith("seconds")} for r in (a, b))
+        la, lb = _numbers(a, nb), _numbers(b, nb)
         diffs += [(f"{nb}: {p}", la.get(p), lb.get(p)) for p in sorted(set(la) | set(lb)) if la.get(p) != lb.get(p)]
     return diffs
 
