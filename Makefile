@@ -54,13 +54,18 @@ check-exercises: install
 	$(PY) tools/assign.py --check
 	@for nb in solutions/ex*.ipynb; do echo "grading $$nb"; $(PY) tools/grade.py --check $$nb > /dev/null || exit 1; done
 
-# Instructors: grade every notebook in a folder -> $(GRADES)/grades.csv, feedback/<id>.md, logs/<id>.log
+# Instructors: grade every notebook in a folder -> $(GRADES)/grades.csv, feedback/<id>.md, logs/<id>.log.
+# Each submission runs in a bubblewrap sandbox (tools/sandbox.py); without bwrap this stops and says how to
+# install it.  UNSAFE_NO_SANDBOX=1 grades anyway, unsandboxed, and says so in every feedback file.
 GRADES ?= build/grades
 TIMEOUT ?= 300
 JOBS ?= 1
 grade: install
-	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder> [ASSIGNMENT=ex4_kd_grid] [TIMEOUT=300] [JOBS=1]"; exit 2; }
-	$(PY) tools/grade.py "$(SUBMISSIONS)" --out $(GRADES) --timeout $(TIMEOUT) --jobs $(JOBS) $(if $(ASSIGNMENT),--assignment $(ASSIGNMENT))
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=<folder> [GRADES=build/grades] [ASSIGNMENT=ex4_kd_grid] [TIMEOUT=300] [TEST_TIMEOUT=20] [MEMORY_GB=6] [JOBS=1] [UNSAFE_NO_SANDBOX=1]"; exit 2; }
+	$(PY) tools/grade.py "$(SUBMISSIONS)" --out "$(GRADES)" --timeout $(TIMEOUT) --jobs $(JOBS) \
+	  $(if $(ASSIGNMENT),--assignment "$(ASSIGNMENT)") $(if $(SOLUTIONS),--solutions "$(SOLUTIONS)") \
+	  $(if $(TEST_TIMEOUT),--test-timeout $(TEST_TIMEOUT)) $(if $(CELL_TIMEOUT),--cell-timeout $(CELL_TIMEOUT)) \
+	  $(if $(MEMORY_GB),--memory-gb $(MEMORY_GB)) $(if $(filter 1 yes true,$(UNSAFE_NO_SANDBOX)),--no-sandbox)
 
 # Benchmarks: every lesson and solution notebook run on a copy -> results/$(PROFILE).json, then the README table
 # results/README_results.md (written even when a notebook failed; the exit status is the run's).

@@ -99,22 +99,22 @@ EXPECTED = {  # (q1, q2, total)
     "renamed_function": (2, 0, 2), "wrong_type": (0, 1, 1), "deleted_cell": (2, 0, 2), "reordered_cells": (2, 1, 3),
     "executed_with_fake_outputs": (0, 0, 0), "not_a_notebook.txt": (0, 0, 0), "garbage": (0, 0, 0),
     "json_not_notebook": (0, 0, 0), "redefines_grader": (0, 0, 0), "patches_isclose": (0, 1, 1),
-    "shadows_math": (0, 1, 1), "patches_during_test": (0, 1, 1), "exits_process": (0, 0, 0),
-    "swallows_timeouts": (0, 0, 0),
+    "shadows_math": (0, 1, 1), "patches_during_test": (0, 1, 1), "exits_process": (2, 1, 3),
+    "swallows_timeouts": (2, 1, 3),
 }
 FEEDBACK = {  # a phrase each feedback must contain
     "syntax_error": "SyntaxError", "exception": "ZeroDivisionError", "infinite_loop_in_function": "time limit",
     "infinite_loop_top_level": "time limit", "renamed_function": "`mean` is missing", "deleted_cell": "`mean` is missing",
     "not_a_notebook.txt": "not a Jupyter notebook", "garbage": "could not be read", "json_not_notebook": "could not be read",
     "redefines_grader": "no effect on grading", "patches_isclose": "no effect on grading",
-    "patches_during_test": "changed math.isclose", "exits_process": "ended the grading process early",
+    "patches_during_test": "changed math.isclose", "exits_process": "ended its process early",
     "swallows_timeouts": "exceeded the time limit of 4 s", "solution": "without having been run",
     "reordered_cells": "reordered", "wrong_type": "AssertionError",
 }
 
 
 @pytest.fixture(scope="module")
-def batch(tmp_path_factory):
+def batch(tmp_path_factory, sandbox_required):
     solution = jupytext.read(FIXTURE / "ex0_tiny.py")
     student = assign.parse(FIXTURE / "ex0_tiny.py").student
     folder = tmp_path_factory.mktemp("submissions")
@@ -124,7 +124,8 @@ def batch(tmp_path_factory):
     (folder / ".DS_Store").write_text("ignored")
     out = tmp_path_factory.mktemp("graded")
     start = time.perf_counter()
-    results = grade.grade_folder(folder, out, solutions=FIXTURE, timeout=4, cell_timeout=1, test_timeout=1, jobs=4)
+    runner = grade.Runner(timeout=4, cell_timeout=1, test_timeout=1)
+    results = grade.grade_folder(folder, out, solutions=FIXTURE, runner=runner, jobs=4)
     return out, {r.student: r for r in results}, time.perf_counter() - start
 
 
@@ -165,7 +166,7 @@ def test_feedback_does_not_show_hidden_test_source(batch):
     assert "hypot(-5.0, 12.0)" not in text and "try a negative side" in text
 
 
-def test_check_mode_exit_code(tmp_path):
+def test_check_mode_exit_code(tmp_path, sandbox_required):
     nb = tmp_path / "ex0_tiny.ipynb"
     nb.write_text(jupytext.writes(jupytext.read(FIXTURE / "ex0_tiny.py"), fmt="ipynb"))
     assert grade.main(["--check", str(nb), "--solutions", str(FIXTURE), "--timeout", "20"]) == 0
@@ -173,7 +174,7 @@ def test_check_mode_exit_code(tmp_path):
     assert grade.main(["--check", str(nb), "--solutions", str(FIXTURE), "--timeout", "20"]) == 1
 
 
-def test_grading_from_a_bundle(tmp_path):
+def test_grading_from_a_bundle(tmp_path, sandbox_required):
     """A grading machine may hold only the JSON bundle (tools/assign.py --bundle), not solutions/."""
     a = assign.parse(FIXTURE / "ex0_tiny.py")
     (tmp_path / "bundle").mkdir()
@@ -184,3 +185,44 @@ def test_grading_from_a_bundle(tmp_path):
     results = grade.grade_folder(subs, tmp_path / "out", "ex0_tiny", bundle_dir=tmp_path / "bundle",
                                  solutions=tmp_path / "none")
     assert [(r.student, r.total) for r in results] == [("alice", 3.0)]
+
+
+def test_definitions_keep_only_what_runs_no_code_of_the_submission():
+    cells = ["import math\nfrom os import path as p", "X = 3\nY: int = X * 2\nZ = compute()\nprint(Z)",
+             "%matplotlib inline\ndef f(a):\n    return a + X\nclass C:\n    pass", "grader.check('q1')",
+             "for i in range(3):\n    W = i\nthread.start()", "def broken(:\n    pass"]
+    defs, skipped = grade.definitions(cells)
+    assert [n for n, _ in defs] == [1, 1, 2, 2, 3, 3]
+    assert [src.split("\n")[0] for _, src in defs] == ["import math", "from os import path as p", "X = 3",
+                                                       "Y: int = X * 2", "def f(a):", "class C:"]
+    assert skipped == {"Z", "i", "W"}
+    assert "top-level statement that the tests do not re-run" in grade.explain("NameError: name 'Z' is not defined", skipped)
+
+
+def test_verdicts_and_records_are_only_accepted_with_the_key_and_in_protocol():
+    key = "k" * 32
+    good = f"{key} {('PASS', None, '', [])!r}\n".encode()
+    assert grade.parse_verdict(good, key) == (("PASS", None, "", []), None)
+    assert grade.parse_verdict(b"", key) == (None, None)  # nothing written: not scored, not tampering
+    for bad in (good.replace(key.encode(), b"x" * 32), good + good, good[:-1], f"{key} ('PASS',)\n".encode(),
+                f"{key} __import__('os')\n".encode(), b'{"kind": "test", "passed": true}\n'):
+        verdict, tamper = grade.parse_verdict(bad, key)
+        assert verdict is None and tamper, bad
+    cell = '{"kind": "cell", "number": 2, "ok": true, "error": null, "first_line": "x = 1"}'
+    ok = f"{key} {cell}\n{key} {{\"kind\": \"done\"}}\n".encode()
+    assert grade.parse_run_records(ok, key, 3)[1:] == (True, None)
+    for bad in (ok + f"{key} {cell}\n".encode(),  # after the end
+                ok.replace(b'"number": 2', b'"number": 9'),  # no such cell
+                f"{key} {cell}\n{key} {cell}\n".encode(),  # the same cell twice
+                f"{key} {cell}\n".encode() + b'{"kind": "done"}\n',  # without the key
+                ok.replace(b'"ok": true', b'"ok": true, "passed": true')):
+        assert grade.parse_run_records(bad, key, 3)[2], bad
+
+
+def test_seccomp_program_is_well_formed():
+    sys.path.insert(0, str(ROOT / "tools"))
+    import sandbox
+
+    for threads in (True, False):
+        prog = sandbox.seccomp_program(threads=threads, signals=threads)
+        assert len(prog) % 8 == 0 and 8 < len(prog) // 8 < 64
