@@ -90,6 +90,8 @@ def _submissions(solution, student) -> dict[str, object]:
                                            "    m.isclose = lambda *x, **k: True\n    return 0.0"),
         "exits_process.ipynb": _append(answered, "import os\nos._exit(0)"),
         "swallows_timeouts.ipynb": _append(answered, "import time\n" + loop_cell),
+        "stalls_definitions.ipynb": _append(student, "import time\nclass _Stall:  # runs as definitions load\n"
+                                            + "\n".join("    " + line for line in loop_cell.split("\n"))),
     }
 
 
@@ -100,7 +102,7 @@ EXPECTED = {  # (q1, q2, total)
     "executed_with_fake_outputs": (0, 0, 0), "not_a_notebook.txt": (0, 0, 0), "garbage": (0, 0, 0),
     "json_not_notebook": (0, 0, 0), "redefines_grader": (0, 0, 0), "patches_isclose": (0, 1, 1),
     "shadows_math": (0, 1, 1), "patches_during_test": (0, 1, 1), "exits_process": (2, 1, 3),
-    "swallows_timeouts": (2, 1, 3),
+    "swallows_timeouts": (2, 1, 3), "stalls_definitions": (0, 0, 0),
 }
 FEEDBACK = {  # a phrase each feedback must contain
     "syntax_error": "SyntaxError", "exception": "ZeroDivisionError", "infinite_loop_in_function": "time limit",
@@ -108,7 +110,8 @@ FEEDBACK = {  # a phrase each feedback must contain
     "not_a_notebook.txt": "not a Jupyter notebook", "garbage": "could not be read", "json_not_notebook": "could not be read",
     "redefines_grader": "no effect on grading", "patches_isclose": "no effect on grading",
     "patches_during_test": "changed math.isclose", "exits_process": "ended its process early",
-    "swallows_timeouts": "exceeded the time limit of 4 s", "solution": "without having been run",
+    "swallows_timeouts": "exceeded the time limit of 4 s", "stalls_definitions": "2 test processes in a row",
+    "solution": "without having been run",
     "reordered_cells": "reordered", "wrong_type": "AssertionError",
 }
 
@@ -124,7 +127,7 @@ def batch(tmp_path_factory, sandbox_required):
     (folder / ".DS_Store").write_text("ignored")
     out = tmp_path_factory.mktemp("graded")
     start = time.perf_counter()
-    runner = grade.Runner(timeout=4, cell_timeout=1, test_timeout=1)
+    runner = grade.Runner(timeout=4, cell_timeout=1, test_timeout=1, startup_s=8, definitions_s=1)
     results = grade.grade_folder(folder, out, solutions=FIXTURE, runner=runner, jobs=4)
     return out, {r.student: r for r in results}, time.perf_counter() - start
 
@@ -226,3 +229,21 @@ def test_seccomp_program_is_well_formed():
     for threads in (True, False):
         prog = sandbox.seccomp_program(threads=threads, signals=threads)
         assert len(prog) % 8 == 0 and 8 < len(prog) // 8 < 64
+
+
+def test_a_torch_function_mode_cannot_answer_for_torch(sandbox_required):
+    """A TorchFunctionMode sees every torch call of the test and could return True from torch.allclose."""
+    mode = ("from torch.overrides import TorchFunctionMode\n"
+            "class _Yes(TorchFunctionMode):\n"
+            "    def __torch_function__(self, func, types, args=(), kwargs=None):\n"
+            "        return True if func is torch.allclose else func(*args, **(kwargs or {}))\n")
+    at_definition = grade.definitions(["import torch", mode + "class _Enter:  # a class body runs as the definitions "
+                                       "load\n    _Yes().__enter__()\ndef f(x):\n    return x"])[0]
+    during_test = grade.definitions(["import torch", mode + "def f(x):\n    _Yes().__enter__()\n    return x"])[0]
+    honest = grade.definitions(["import torch", "def f(x):\n    return x * 0"])[0]
+    test = {"source": "assert torch.allclose(f(torch.ones(3)), torch.zeros(3))", "hidden": False}
+    runner = grade.Runner(test_timeout=10)
+    for defs, status, why in ((honest, "PASS", ""), (at_definition, "FAIL", "AssertionError"),
+                              (during_test, "FAIL", "PermissionError")):
+        verdict, problem, tamper = grade.run_test(defs, "import torch", "q1", 1, test, runner)
+        assert tamper is None and problem is None and verdict[0] == status and why in verdict[2], (defs, verdict)

@@ -104,8 +104,9 @@ def _attacks(home: Path, port: int) -> dict[str, tuple[str, str, int, str]]:
                             "    return 0.0", 0, "changed"),
         # hidden tests printed into the output: looked for on disk, in the environment, on stdin
         "print_hidden_tests": ("student", "import glob, os, sys\n"
-                               "paths = [p for d in ('/work', '/root', '/home', '/tmp', '/srv', '/opt') for p in glob.glob(d + '/**/ex0_tiny*', "
-                               f"recursive=True)] + [{str(FIXTURE / 'ex0_tiny.py')!r}]\n"
+                               "paths = [p for d in ('/work', '/root', '/home', '/tmp', '/srv', '/opt')\n"
+                               "         for p in glob.glob(d + '/**/ex0_tiny*', recursive=True)]\n"
+                               f"paths += [{str(FIXTURE / 'ex0_tiny.py')!r}]\n"
                                "for p in paths:\n    try:\n        print(open(p).read())\n    except OSError as e:\n"
                                "        print('no', p, e)\nprint(dict(os.environ))\nprint(sys.stdin.read())\n"
                                "def hypot(a, b):\n    import os\n    raise ValueError(os.read(0, 65536).decode())",
@@ -133,6 +134,19 @@ def _attacks(home: Path, port: int) -> dict[str, tuple[str, str, int, str]]:
                     "    try:\n        socket.create_connection((host, port), timeout=3).send(b'pwned')\n"
                     "        print('connected', host)\n    except OSError as e:\n        print('refused', host, e)\n"
                     f"socket.create_connection(('127.0.0.1', {port}), timeout=3)", 3, "ConnectionRefusedError"),
+        # the test process's own helpers rebound (it is sys.modules["__main__"]) to undo a patch before the check
+        "rebind_grader_globals": ("student", "def hypot(a, b):\n    import math, sys\n    original = math.isclose\n"
+                                  "    math.isclose = lambda *x, **k: True\n    runner = sys.modules['__main__']\n"
+                                  "    def undo(*args, **kwargs):\n        math.isclose = original\n"
+                                  "    for name in list(vars(runner)):\n        if callable(vars(runner)[name]) and "
+                                  "not isinstance(vars(runner)[name], type):\n            vars(runner)[name] = undo\n"
+                                  "    return 0.0", 0, "changed"),
+        # a decorator that runs while the definitions load: the builtins the guard could use, and a library function
+        "patch_at_definition": ("student", "import builtins, math\n"
+                                "def _evil():\n    builtins.vars = lambda *a: {}\n    builtins.setattr = lambda *a: None\n"
+                                "    math.isclose = lambda *a, **k: True\n"
+                                "class _AtDefinition:  # a class body runs while the definitions load\n    _evil()\n"
+                                "def hypot(a, b):\n    return 0.0", 0, "undone before each test"),
         # a signal handler to receive the test's frame
         "signal_frame": ("student", "def hypot(a, b):\n    import signal\n"
                          "    signal.signal(signal.SIGALRM, lambda s, f: print(f.f_back.f_locals))\n"

@@ -66,6 +66,7 @@ TAMPER = [
 ]
 STARTUP_S = 45.0  # a test process's allowance for starting Python and the assignment's imports
 DEFINITIONS_S = 20.0  # for loading the notebook's definitions in a test process
+STOPPED_MAX = 2  # after this many killed test processes in a row, a submission's other tests are not run
 LOG_CAP = 1 << 20  # bytes of the notebook's output kept in its log
 RECORDS_CAP = 1 << 20
 UNSANDBOXED_NOTE = ("**Graded without a sandbox** (the instructor passed `--no-sandbox`): the notebook ran with the "
@@ -102,6 +103,8 @@ class Runner:
     timeout: float = 300.0  # the notebook's cells, in all
     cell_timeout: float = 120.0
     test_timeout: float = 20.0
+    startup_s: float = STARTUP_S
+    definitions_s: float = DEFINITIONS_S
 
 
 def read_submission(path: Path) -> Submission:
@@ -244,7 +247,8 @@ def _data_dir() -> Path:
 def ensure_cache_dir() -> None:
     """``<data>/cache`` exists, so that the sandbox can give each notebook a private writable view of it."""
     try:
-        (_data_dir() / "cache").mkdir(parents=True, exist_ok=True)
+        if _data_dir().is_dir():
+            (_data_dir() / "cache").mkdir(exist_ok=True)
     except OSError:
         pass  # a read-only data directory: notebooks then cannot cache anything, as the feedback shows
 
@@ -364,8 +368,10 @@ def run_test(defs: list[tuple[int, str]], imports: str, qname: str, number: int,
     """Phase 2, one test -> (verdict, problem note, tampering)."""
     nonce = secrets.token_hex(16)
     spec = {"definitions": defs, "imports": imports, "test": test["source"], "test_name": f"<{qname} test {number}>",
-            "nonce": nonce, "test_timeout": runner.test_timeout, "definitions_budget": DEFINITIONS_S, "seccomp": True}
-    raw, _, timed_out = spawn("test", spec, runner, STARTUP_S + DEFINITIONS_S + runner.test_timeout, keep_output=False)
+            "nonce": nonce, "test_timeout": runner.test_timeout, "definitions_budget": runner.definitions_s,
+            "seccomp": True}
+    wall = runner.startup_s + runner.definitions_s + runner.test_timeout
+    raw, _, timed_out = spawn("test", spec, runner, wall, keep_output=False)
     verdict, tamper = parse_verdict(raw, nonce)
     problem = None
     if verdict is None and tamper is None:
@@ -431,9 +437,15 @@ def grade(sub: Submission, bundle: dict, runner: Runner) -> Result:
         defs, skipped = definitions(sub.cells)
         names = {n for _, src in defs for n in _bound_names(src)}
         patched: list[str] = []
+        stopped = 0  # test processes in a row that ignored the time limit and had to be killed
         for qname, q in auto.items():
             for number, test in enumerate(q["tests"], 1):
+                if stopped >= STOPPED_MAX:
+                    verdicts[(qname, number)] = (None, f"not run: {STOPPED_MAX} test processes in a row had to be "
+                                                       "stopped (code that ignores the time limit?)")
+                    continue
                 verdict, problem, tamper = run_test(defs, bundle["imports"], qname, number, test, runner)
+                stopped = stopped + 1 if problem and problem.startswith("stopped") else 0
                 verdicts[(qname, number)] = (verdict, problem)
                 if tamper:
                     tampering.append(f"during {qname} test {number}: {tamper}")

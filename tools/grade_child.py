@@ -123,61 +123,90 @@ def run_cells(spec: dict, fd: int) -> None:
     leave(0)
 
 
-class Guard:
-    """Every loaded module's and mutable class's attributes, ``sys.modules`` and ``gc.callbacks``, as they were
-    before any submitted code ran; ``restore`` puts them back and names what had changed."""
+def make_guard(revoke: dict[str, object]):
+    """Snapshot every loaded module's attributes, every mutable class's attributes, ``builtins``,
+    ``sys.modules`` and ``gc.callbacks``; return ``restore()``, which puts them all back and returns the names of
+    what had changed.  ``revoke``: module attributes first replaced by a stub (in every module that holds them).
 
-    MISSING = object()
+    ``restore`` is a closure over references taken now: the submission cannot reach or replace what it uses
+    (it starts with ``builtins``, by plain dict operations, and writes module dicts and class attributes
+    directly, so no patched ``setattr`` or metaclass runs)."""
+    missing = object()
+    as_str, type_setattr, type_delattr = str.__str__, type.__setattr__, type.__delattr__
+    for victim in revoke.values():
+        def stub(*args, **kwargs):
+            raise PermissionError("not allowed while grading")
+        for mod in list(sys.modules.values()):
+            d = getattr(mod, "__dict__", None)
+            if isinstance(d, dict):
+                for key in [k for k, v in d.items() if v is victim]:
+                    d[key] = stub
+    builtins_dict = vars(builtins)
+    saved_builtins = dict(builtins_dict)
+    modules = sys.modules
+    saved_modules = dict(modules)
+    callbacks = gc.callbacks
+    saved_callbacks = list(callbacks)
+    module_dicts: list[tuple[str, dict, dict]] = []  # (name, the live dict, its copy)
+    classes: list[tuple[type, str, dict]] = []
+    seen: set[int] = {id(builtins)}
+    for mod in list(saved_modules.values()):
+        if not isinstance(mod, types.ModuleType) or id(mod) in seen:
+            continue
+        seen.add(id(mod))
+        live = vars(mod)
+        module_dicts.append((as_str(getattr(mod, "__name__", "?")), live, dict(live)))
+        for value in list(live.values()):
+            flags = getattr(value, "__flags__", 0) if isinstance(value, type) else 0
+            # heap types that are not immutable: the classes Python code can patch
+            if flags & (1 << 9) and not flags & (1 << 8) and id(value) not in seen:
+                seen.add(id(value))
+                classes.append((value, as_str(value.__name__), dict(vars(value))))
+    builtin_names = frozenset(saved_builtins)
 
-    def __init__(self):
-        self.modules = dict(sys.modules)
-        self.callbacks = list(gc.callbacks)
-        self.builtin_names = set(vars(builtins))
-        self.saved: list[tuple[object, dict, bool]] = []
-        seen: set[int] = set()
-        for mod in list(self.modules.values()):
-            if not isinstance(mod, types.ModuleType) or id(mod) in seen:
-                continue
-            seen.add(id(mod))
-            attrs = dict(vars(mod))
-            self.saved.append((mod, attrs, True))
-            for value in attrs.values():
-                flags = getattr(value, "__flags__", 0) if isinstance(value, type) else 0
-                # heap types that are not immutable: the classes Python code can patch
-                if flags & (1 << 9) and not flags & (1 << 8) and id(value) not in seen:
-                    seen.add(id(value))
-                    self.saved.append((value, dict(vars(value)), False))
-
-    def restore(self) -> list[str]:
+    def restore() -> list[str]:
         changed = []
-        modules = sys.modules
-        for name, mod in self.modules.items():
-            if modules.get(name, self.MISSING) is not mod:
-                changed.append(f"sys.modules[{name!r}]")
+        for key, value in saved_builtins.items():
+            if builtins_dict.get(key, missing) is not value:
+                changed.append("builtins." + as_str(key))
+                builtins_dict[key] = value
+        for key in [k for k in builtins_dict if k not in saved_builtins]:
+            changed.append("builtins." + as_str(key))
+            del builtins_dict[key]
+        for name, mod in saved_modules.items():
+            if modules.get(name, missing) is not mod:
+                changed.append("sys.modules[" + as_str(name) + "]")
                 modules[name] = mod
-        if list(gc.callbacks) != self.callbacks:
+        if len(callbacks) != len(saved_callbacks) or any(a is not b for a, b in zip(callbacks, saved_callbacks)):
             changed.append("gc.callbacks")
-            gc.callbacks[:] = self.callbacks
-        for obj, attrs, is_module in self.saved:
-            current = vars(obj)
-            where = getattr(obj, "__name__", "?")
-            for key, value in attrs.items():
-                if current.get(key, self.MISSING) is not value:
-                    changed.append(f"{where}.{key}")
+            callbacks[:] = saved_callbacks
+        for where, live, saved in module_dicts:
+            for key, value in saved.items():
+                if live.get(key, missing) is not value:
+                    changed.append(where + "." + as_str(key))
+                    live[key] = value
+            # a new module attribute matters when it shadows a builtin (the module's functions find it first)
+            for key in [k for k in live if k not in saved and k in builtin_names]:
+                changed.append(where + "." + as_str(key))
+                del live[key]
+        for cls, where, saved in classes:
+            live = vars(cls)
+            for key, value in saved.items():
+                if live.get(key, missing) is not value:
+                    changed.append(where + "." + as_str(key))
                     try:
-                        setattr(obj, key, value)
+                        type_setattr(cls, key, value)
                     except (AttributeError, TypeError):
                         pass
-            # new class attributes change behaviour (a __bool__ added to torch.Tensor); new module attributes
-            # only when they shadow a builtin (a module's functions would find it first)
-            extra = [k for k in list(current) if k not in attrs and (not is_module or k in self.builtin_names)]
-            for key in extra:
-                changed.append(f"{where}.{key}")
+            for key in [k for k in live if k not in saved]:  # a __bool__ added to torch.Tensor
+                changed.append(where + "." + as_str(key))
                 try:
-                    delattr(obj, key)
+                    type_delattr(cls, key)
                 except (AttributeError, TypeError):
                     pass
         return changed
+
+    return restore
 
 
 def _trusted_prefixes() -> tuple[str, ...]:
@@ -226,23 +255,41 @@ def _audit_hook(trusted: tuple[str, ...], test_file: str):
 
 
 def run_test(spec: dict, fd: int) -> None:
-    """Phase 2: the prelude, a snapshot, the seal, the definitions, then one test; one verdict record."""
+    """Phase 2: the prelude, a snapshot, the seal, the definitions, then one test; one verdict record.
+
+    Everything used once submitted code has run is bound to a local name first: the submission can rebind
+    this module's globals (it is ``sys.modules["__main__"]``), never a function's locals."""
     write, leave, as_str, nonce = os.write, os._exit, str.__str__, spec["nonce"]
+    setitimer, real_timer, gc_disable, exec_ = signal.setitimer, signal.ITIMER_REAL, gc.disable, exec
     trusted: dict = {"__name__": "__grader__"}
     exec(spec["imports"], trusted)
     if "course_lib" in trusted:
         trusted["cfg"] = trusted["course_lib"].setup(verbose=False)
-    if "torch" in sys.modules:  # one thread: the sealed process may not start new ones; warm autograd up
-        torch = sys.modules["torch"]
+    revoke, mode_stacks = {}, []
+    torch = sys.modules.get("torch")
+    if torch is not None:  # one thread: the sealed process may not start new ones; warm autograd up
         torch.set_num_threads(1)
         warm = torch.ones(4, 4, requires_grad=True)
         (warm @ warm).sum().backward()
+        # a torch function or dispatch mode would see, and could answer, every torch call of the test
+        revoke = {n: getattr(torch._C, n) for n in ("_push_on_torch_function_stack", "_push_on_torch_dispatch_stack")}
+        mode_stacks = [torch._C._len_torch_function_stack, torch._C._len_torch_dispatch_stack]
     test_file = f"{spec['test_name']} {nonce}"  # unguessable: submitted code cannot pose as the test
     test_code = compile(spec["test"], test_file, "exec")
-    definitions = [(n, compile(source, f"<cell {n}>", "exec")) for n, source in spec["definitions"]]
+    definitions = [compile(source, f"<cell {n}>", "exec") for n, source in spec["definitions"]]
     builtin_exceptions = frozenset(v for v in vars(builtins).values() if isinstance(v, type) and issubclass(v, BaseException))
-    guard = Guard()
-    restore, gc_disable = guard.restore, gc.disable
+    restore = make_guard(revoke)
+    time_limit = TimeLimit
+
+    def arm(seconds: float) -> None:
+        setitimer(real_timer, max(seconds, 0.01))
+
+    def disarm() -> None:
+        setitimer(real_timer, 0)
+
+    def modes() -> int:
+        return sum(f() for f in mode_stacks)
+
     signal.signal(signal.SIGALRM, _alarm)
     if spec["seccomp"]:
         import sandbox
@@ -252,40 +299,46 @@ def run_test(spec: dict, fd: int) -> None:
     namespace = {k: v for k, v in trusted.items() if not k.startswith("__")}
     namespace.update(__name__="__main__", __builtins__=builtins)
     deadline = time.monotonic() + spec["definitions_budget"]
-    for _number, code in definitions:
+    for code in definitions:
         try:
-            _arm(deadline - time.monotonic())
-            exec(code, namespace)
+            arm(deadline - time.monotonic())
+            exec_(code, namespace)
         except BaseException:  # noqa: BLE001 (phase 1 reports the cell's error; its later names are missing)
             pass
         finally:
-            _disarm()
+            disarm()
     at_definition = restore()
+    if modes():
+        at_definition.append("a torch function/dispatch mode left active")
 
     env = {k: v for k, v in namespace.items() if not k.startswith("_") and k not in IPYTHON_NAMES}
     env.update({k: v for k, v in trusted.items() if not k.startswith("__")})  # the assignment's names win
     env.update(__name__="__grader__", __builtins__=builtins)
     error = None
     try:
-        _arm(spec["test_timeout"])
-        exec(test_code, env)
+        if at_definition and at_definition[-1].startswith("a torch"):
+            raise PermissionError("a torch function/dispatch mode entered by the notebook is active")
+        arm(spec["test_timeout"])
+        exec_(test_code, env)
     except BaseException as err:  # noqa: BLE001 (a submission may raise anything, even SystemExit)
         error = err
     finally:
-        _disarm()
+        disarm()
     gc_disable()
     during = restore()
+    if modes():
+        during.append("an active torch function/dispatch mode")
+    passed = error is None and not during
     etype, message = None, ""
-    if error is not None:
+    if during and error is None:
+        etype, message = "Tampering", "the submission changed " + ", ".join(during[:5]) + " during the test"
+    elif error is not None:
         try:
-            etype = type(error).__name__ if type(error) in builtin_exceptions or isinstance(error, TimeLimit) else None
+            etype = type(error).__name__ if type(error) in builtin_exceptions or isinstance(error, time_limit) else None
             message = as_str(_error_line(error))[:500]
         except BaseException:  # noqa: BLE001 (a __str__ that raises, or worse)
             message = "the exception could not be described"
-    if during and error is None:
-        etype, message = "Tampering", "the submission changed " + ", ".join(during[:5]) + " during the test"
-    verdict = ("PASS" if error is None and not during else "FAIL", etype, message,
-               [as_str(s) for s in at_definition[:5]])
+    verdict = ("PASS" if passed else "FAIL", etype, message, [as_str(s) for s in at_definition[:5]])
     write(fd, f"{nonce} {verdict!r}\n".encode())
     leave(0)
 
