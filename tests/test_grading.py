@@ -247,3 +247,29 @@ def test_a_torch_function_mode_cannot_answer_for_torch(sandbox_required):
                               (during_test, "FAIL", "PermissionError")):
         verdict, problem, tamper = grade.run_test(defs, "import torch", "q1", 1, test, runner)
         assert tamper is None and problem is None and verdict[0] == status and why in verdict[2], (defs, verdict)
+
+
+def test_submitted_code_cannot_pass_for_trusted_code(sandbox_required):
+    """Frame access is allowed to trusted code alone, told by its file name: code compiled under a library's file
+    name, unmarshalled, given a new file name, or loaded by a custom importer, must not get it."""
+    grab = "def grab():\n    import sys\n    return sys._getframe(1).f_back.f_locals\n"
+    launder = {
+        "compile": "exec(compile(GRAB, math.__file__, 'exec'), g)",
+        "marshal": "import marshal\n    exec(marshal.loads(marshal.dumps(compile(GRAB, '<x>', 'exec'))), g)",
+        "replace": "code = compile(GRAB, '<x>', 'exec')\n    exec(code.replace(co_filename=math.__file__), g)",
+        "importer": ("import importlib.abc, importlib.util\n"
+                     "    class L(importlib.abc.SourceLoader):\n"
+                     "        def get_filename(self, name):\n            return math.__file__\n"
+                     "        def get_data(self, path):\n            return GRAB.encode()\n"
+                     "    spec = importlib.util.spec_from_loader('laundered', L(), origin=math.__file__)\n"
+                     "    module = importlib.util.module_from_spec(spec)\n    spec.loader.exec_module(module)\n"
+                     "    g.update(vars(module))"),
+    }
+    test = {"source": "assert hypot(3.0, 4.0) == 5.0", "hidden": False}
+    runner = grade.Runner(test_timeout=10)
+    for name, how in launder.items():
+        cell = (f"GRAB = {grab!r}\ndef hypot(a, b):\n    g = {{}}\n    {how}\n    found = g['grab']()\n"
+                "    raise ValueError(f'found the grader: {sorted(found)}')")
+        defs, _ = grade.definitions(["import math", cell])
+        verdict, problem, tamper = grade.run_test(defs, "import math", "q1", 1, test, runner)
+        assert verdict[0] == "FAIL" and "PermissionError" in verdict[2] and "found" not in verdict[2], (name, verdict)

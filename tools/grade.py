@@ -211,6 +211,18 @@ def definitions(cells: list[str]) -> tuple[list[tuple[int, str]], set[str]]:
     return kept, skipped - defined
 
 
+def imported_modules(defs: list[tuple[int, str]]) -> list[str]:
+    """Every absolute module an ``import`` in the definitions names (``from a import b``: ``a`` and ``a.b``)."""
+    names: list[str] = []
+    for _, source in defs:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                names += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names += [node.module] + [f"{node.module}.{a.name}" for a in node.names if a.name != "*"]
+    return list(dict.fromkeys(names))
+
+
 def _bound_names(source: str) -> set[str]:
     node = ast.parse(source).body[0]
     if isinstance(node, (ast.Import, ast.ImportFrom)):
@@ -367,7 +379,8 @@ def run_test(defs: list[tuple[int, str]], imports: str, qname: str, number: int,
              runner: Runner) -> tuple[tuple | None, str | None, str | None]:
     """Phase 2, one test -> (verdict, problem note, tampering)."""
     nonce = secrets.token_hex(16)
-    spec = {"definitions": defs, "imports": imports, "test": test["source"], "test_name": f"<{qname} test {number}>",
+    spec = {"definitions": defs, "imports_of_definitions": imported_modules(defs), "imports": imports,
+            "test": test["source"], "test_name": f"<{qname} test {number}>",
             "nonce": nonce, "test_timeout": runner.test_timeout, "definitions_budget": runner.definitions_s,
             "seccomp": True}
     wall = runner.startup_s + runner.definitions_s + runner.test_timeout

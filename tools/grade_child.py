@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import builtins
 import gc
+import importlib
 import json
 import os
 import signal
@@ -36,7 +37,7 @@ IPYTHON_NAMES = {"In", "Out", "exit", "quit", "get_ipython"}
 FRAME_ATTRS = {"tb_frame", "gi_frame", "cr_frame", "ag_frame", "f_back"}
 DENIED = {"sys._getframe", "sys._current_frames", "sys._current_exceptions", "sys.settrace", "sys.setprofile",
           "sys.addaudithook", "gc.get_objects", "gc.get_referrers", "gc.get_referents", "code.__new__",
-          "os.kill", "os.killpg", "signal.pthread_kill"}
+          "os.kill", "os.killpg", "signal.pthread_kill", "marshal.loads", "marshal.load"}
 DENIED_PREFIXES = ("ctypes.", "sys.monitoring", "socket.", "subprocess.", "os.fork", "os.exec", "os.posix_spawn",
                    "os.spawn", "os.system")
 
@@ -218,10 +219,12 @@ def _trusted_prefixes() -> tuple[str, ...]:
 
 
 def _audit_hook(trusted: tuple[str, ...], test_file: str):
-    """Deny frame, tracing, garbage-collector, ctypes, code-object and /proc access, and new processes or hooks,
+    """Deny frame, tracing, garbage-collector, ctypes and /proc access, new processes or hooks, and new code
+    objects that could pass for trusted code (``compile`` under a trusted file name, ``marshal``, ``code.replace``),
     whenever submitted code is on the stack: any frame whose code is neither a file of ``trusted`` nor the test
     itself (whose name holds the process's key).  Trusted code on its own (``typing`` reading its caller's
-    frame during an ``isinstance``) keeps working."""
+    frame during an ``isinstance``) keeps working.  The submission's imports are done before the seal, so
+    importing needs no ``marshal`` afterwards."""
     busy = [False]
     getframe = sys._getframe
 
@@ -241,7 +244,10 @@ def _audit_hook(trusted: tuple[str, ...], test_file: str):
                      or (event == "object.__getattr__" and args[1] in FRAME_ATTRS)
                      or (event == "object.__setattr__" and args[1] == "__code__")
                      or (event == "open" and isinstance(args[0], (str, bytes))
-                         and os.fsdecode(args[0]).startswith(("/proc", "/dev/mem"))))
+                         and os.fsdecode(args[0]).startswith(("/proc", "/dev/mem")))
+                     # code that would pass for trusted code, or for the test, in the frame walk below
+                     or (event == "compile" and isinstance(args[1], (str, bytes))
+                         and (os.fsdecode(args[1]).startswith(trusted) or os.fsdecode(args[1]) == test_file)))
         if not sensitive:
             return
         busy[0] = True
@@ -274,6 +280,11 @@ def run_test(spec: dict, fd: int) -> None:
         # a torch function or dispatch mode would see, and could answer, every torch call of the test
         revoke = {n: getattr(torch._C, n) for n in ("_push_on_torch_function_stack", "_push_on_torch_dispatch_stack")}
         mode_stacks = [torch._C._len_torch_function_stack, torch._C._len_torch_dispatch_stack]
+    for name in spec["imports_of_definitions"]:  # cached now: after the seal, an import needs no marshal
+        try:
+            importlib.import_module(name)
+        except BaseException:  # noqa: BLE001 (not installed, or fails: the definition's import fails the same)
+            pass
     test_file = f"{spec['test_name']} {nonce}"  # unguessable: submitted code cannot pose as the test
     test_code = compile(spec["test"], test_file, "exec")
     definitions = [compile(source, f"<cell {n}>", "exec") for n, source in spec["definitions"]]
