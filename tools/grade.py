@@ -412,6 +412,8 @@ def hidden_failure(verdict: tuple, skipped: set[str], names: set[str]) -> str:
     etype, message = verdict[1], verdict[2]
     if etype == "TimeLimit":
         return "time limit reached (an infinite loop?)"
+    if etype == "Tampering":
+        return "the submission changed a library function, module or class during the test"
     if etype == "NameError":
         m = re.match(r"NameError: name '(\w+)' is not defined$", message)
         if m and m.group(1) in names | skipped:
