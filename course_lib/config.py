@@ -66,6 +66,13 @@ def run_dir() -> Path:
     return Path(env).expanduser() if env else default_cache_dir() / "runs"
 
 
+def device_of(module: torch.nn.Module) -> torch.device:
+    """Where ``module`` computes: the device of its first parameter or buffer (the CPU if it has none)."""
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import config
 from .models import Normalize
 
 
@@ -120,13 +121,15 @@ def count_params(model: nn.Module) -> int:
 
 @torch.no_grad()
 def time_inference(model: nn.Module, batch: torch.Tensor, repeats: int = 5, threads: int | None = None) -> float:
-    """Median wall-clock seconds of one eval-mode forward pass on ``batch`` (N, ...), after one warm-up.
+    """Median wall-clock seconds of one eval-mode forward pass on ``batch`` (N, ...), after one warm-up; the
+    batch may be on any device (it is moved to the model's first, outside the timing).
 
     ``threads`` sets torch's CPU thread count for the measurement (restored afterwards); one thread
     gives ratios between models that do not depend on how busy a shared machine is.
     """
     if repeats < 1 or (threads is not None and threads < 1):
         raise ValueError(f"need repeats >= 1 and threads >= 1 (or None), got {repeats}, {threads}")
+    batch = batch.to(config.device_of(model))
     sync = torch.cuda.synchronize if batch.is_cuda else (lambda: None)
     was_training, before = model.training, torch.get_num_threads()
     model.eval()

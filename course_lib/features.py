@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from . import config
 from .train import make_loader
 
 
@@ -24,9 +25,14 @@ def to_rgb(x: torch.Tensor, size: int | None = None) -> torch.Tensor:
 
 @torch.no_grad()
 def extract(fn: Callable[[torch.Tensor], torch.Tensor], ds: Dataset, batch_size: int = 256,
-            device: torch.device | str = "cpu", transform: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features ``fn(transform(x))`` for a whole dataset in eval mode: (N, D) float32 on the CPU, labels (N,)."""
+            device: torch.device | str | None = None, transform: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features ``fn(transform(x))`` for a whole dataset in eval mode: (N, D) float32 on the CPU, labels (N,).
+
+    ``fn`` is a module or a module's method; it runs on ``device``, by default the module's.
+    """
     module = getattr(fn, "__self__", fn)
+    if device is None:
+        device = config.device_of(module) if isinstance(module, torch.nn.Module) else torch.device("cpu")
     was_training = getattr(module, "training", None)
     if was_training is not None:
         module.eval()

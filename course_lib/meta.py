@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 from tqdm.auto import tqdm
 
+from . import config
 from .distill import kd_loss
 
 Params = dict[str, torch.Tensor]
@@ -262,8 +263,10 @@ def adapted_accuracy(model: nn.Module, episode: Episode, steps: int, lr: float, 
                      teacher: PrototypeTeacher | None = None, alpha: float = 0.0, T: float = 1.0) -> float:
     """Query accuracy after ``steps`` inner steps on the support set from ``params`` (default: the model's).
 
-    Meta-test: no outer graph is kept; the model itself is never changed.
+    Meta-test: no outer graph is kept; the model itself is never changed.  The episode may be on any device:
+    it is moved to the model's.
     """
+    episode = episode.to(config.device_of(model))
     start = {n: p.detach().requires_grad_(True) for n, p in (params or dict(model.named_parameters())).items()}
     teacher_logits = support_targets(teacher, episode, alpha)
     with torch.enable_grad():

@@ -130,10 +130,12 @@ def cache_info(name: str, profile: str | None = None, data_dir: str | Path | Non
 # ------------------------------------------------------------------ what a score needs from a source
 @torch.no_grad()
 def source_outputs(model: models.CifarResNet, images: torch.Tensor, batch_size: int = 256,
-                   device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """Penultimate features (N, 64) and source-class probabilities (N, Z) for images (N, 3, 32, 32), eval mode."""
+                   device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penultimate features (N, 64) and source-class probabilities (N, Z), both on the CPU, for images
+    (N, 3, 32, 32) on any device; eval mode, computed on ``device`` (default: the model's)."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images (N, 3, H, W) in [0, 1], got {tuple(images.shape)}; use features.to_rgb")
+    device = device if device is not None else config.device_of(model)
     was_training = model.training
     model.eval()
     feats, probs = [], []

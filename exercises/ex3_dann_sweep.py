@@ -226,9 +226,11 @@ for lmax in tqdm(GRID, desc="λ_max grid"):
 
 @torch.no_grad()
 def domain_head_accuracy(model: adaptation.DANN, xs: torch.Tensor, xt: torch.Tensor) -> float:
-    """Accuracy of DANN's own domain classifier on held-out source (N, 3, 28, 28) and target (M, 3, 28, 28) images."""
+    """Accuracy of DANN's own domain classifier on held-out source (N, 3, 28, 28) and target (M, 3, 28, 28) images,
+    on any device (they are moved to the model's, as course_lib's functions do)."""
     model.eval()
-    hits = (model(xs)[1].argmax(1) == 0).sum() + (model(xt)[1].argmax(1) == 1).sum()
+    device = course_lib.config.device_of(model)
+    hits = (model(xs.to(device))[1].argmax(1) == 0).sum() + (model(xt.to(device))[1].argmax(1) == 1).sum()
     return hits.item() / (len(xs) + len(xt))
 
 

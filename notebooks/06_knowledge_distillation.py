@@ -345,13 +345,16 @@ for a, b in pairs.items():
 
 # %%
 sub = slice(0, 256)
-timed = {}
+timed, teacher_passes = {}, []
+counter = teacher.register_forward_hook(lambda *_: teacher_passes.append(1))  # counts the teacher's forward passes
 for name, kwargs in (("online teacher", {"teacher": teacher}), ("cached logits", {"cached_logits": t_train[sub]})):
     torch.manual_seed(cfg.seed)
     st = distill.StudentCNN(WIDTH).to(cfg.device)
+    teacher_passes.clear()
     hist = distill.train_student(st, x_train[sub], y_train[sub], 1, T=T, alpha=ALPHA, lr=LR, batch_size=BATCH,
                                  seed=cfg.seed, progress=False, **kwargs)
-    timed[name] = (hist[0]["seconds"], st)
+    timed[name] = (hist[0]["seconds"], st, len(teacher_passes))
+counter.remove()
 speedup = timed["online teacher"][0] / timed["cached logits"][0]
 per_image = teacher_seconds / (len(x_train) + len(x_test))
 print(f"one epoch on 256 images: online teacher {timed['online teacher'][0]:.2f} s, cached logits "
@@ -361,7 +364,8 @@ print(f"caching costs one teacher pass ({per_image * len(x_train):.1f} s for {le
 same = all(torch.allclose(a, b, atol=1e-4) for a, b in zip(timed["online teacher"][1].parameters(),
                                                              timed["cached logits"][1].parameters()))
 print("same student weights either way:", same)
-assert same and speedup > cfg.pick(3, 1)  # on a GPU the teacher is cheap and two steps are mostly overhead
+print(f"teacher forward passes in the epoch: online {timed['online teacher'][2]}, cached {timed['cached logits'][2]}")
+assert same and timed["online teacher"][2] == math.ceil(256 / BATCH) and timed["cached logits"][2] == 0
 
 # %% [markdown]
 # ### The two runs
@@ -631,8 +635,9 @@ assert distill.count_params(teacher) < 1_000_000 and biggest_linear(teacher) / d
 # * Raising T exposes the teacher's *dark knowledge*: cats look like dogs, automobiles like trucks.
 # * A teacher must be trained first: the chapter's untrained teacher gives uniform soft targets, and
 #   distilling it is label smoothing.
-# * With a frozen teacher and no augmentation, compute its logits once: exact, and several times
-#   faster per epoch on a CPU.
+# * With a frozen teacher and no augmentation, compute its logits once: exact, and the teacher never runs
+#   again during training. What that saves is the teacher's cost on your device (printed above): large on a
+#   CPU, where the teacher dominates; small on a GPU at this scale, where both loops are mostly overhead.
 # * Our 24k-parameter student is over 30× smaller and several times faster than ResNet-56 and imitates
 #   it more closely after distillation, but at the quick budget it is not more than a point more accurate than the same
 #   student trained from scratch. Distillation is not free accuracy; measure it, with the same seed and

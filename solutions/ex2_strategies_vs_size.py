@@ -375,7 +375,9 @@ def cache(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 (train_h, train_f), (test_h, test_f) = cache(pool_x[used]), cache(test_x)
-assert torch.allclose(test_f[:8], source.features(test_x[:8].to(cfg.device)).cpu(), atol=1e-5)
+# the cache equals a direct pass (relative error: on a GPU, batches of 8 and 256 may use other conv algorithms)
+direct = source.features(test_x[:8].to(cfg.device)).cpu()
+assert (test_f[:8] - direct).norm() <= 1e-3 * direct.norm()
 print(f"{len(SIZES)} sizes x {len(SEEDS)} seeds use {len(used)} distinct training images; "
       f"cached layer2 {tuple(train_h.shape[1:])} and features {tuple(train_f.shape[1:])}")
 

@@ -506,8 +506,9 @@ for a, b in PAIRS:
 # * 5 support drawings beat 1 for every method, by more than 3 points;
 # * **meta-distillation did not beat MAML**: the lower end of the paired 95% interval of
 #   meta-distillation − MAML lies below 0 with 1 and with 5 shots;
-# * **meta-distillation stays below its own teacher**: the paired interval of teacher − meta-distillation
-#   lies above 0 with 1 and with 5 shots;
+# * **meta-distillation does not beat its own teacher**: the paired interval of teacher − meta-distillation
+#   never lies below 0, with 1 or with 5 shots. Whether the teacher is clearly *ahead* varies from run to run
+#   (device, seed): some runs put it above the student, others level with it, and one seed cannot say more;
 # * with 5 shots the frozen teacher's prototypes have the highest mean of the four methods.
 #
 # What we do **not** claim: an order between KD + fine-tune and MAML, or between KD + fine-tune and
@@ -537,7 +538,7 @@ for k in SHOTS:
     assert d - h < 0, (k, d, h)  # no evidence that meta-distillation beats MAML
     d, h = teacher_vs_md[k]
     print(f"{k}-shot  teacher − meta-distillation: {d:+.3f} ± {h:.3f}")
-    assert d - h > 0, (k, d, h)  # the student stays below its teacher
+    assert d + h > 0, (k, d, h)  # no evidence that the student beats its teacher
 assert summary["teacher (prototypes)", 5][0] == max(summary[m, 5][0] for m in METHODS)
 assert all(summary[m, k][0] < PAPER[k][0] for m in METHODS for k in SHOTS)
 
@@ -551,6 +552,6 @@ assert all(summary[m, k][0] < PAPER[k][0] for m in METHODS for k in SHOTS)
 # * Its pieces: a teacher-guided inner loss whose weights sum to one (so the teacher changes the
 #   direction of the inner step, not its size); a functional inner loop that evaluates every step at the
 #   current parameters and keeps the second-order graph; and paired confidence intervals.
-# * At this budget, meta-distillation did not beat MAML and stayed below its own prototype teacher, the
-#   method that needs no meta-training at all. Honest few-shot comparisons include such simple
+# * At this budget, meta-distillation did not beat MAML, nor its own prototype teacher, the method that
+#   needs no meta-training at all. Honest few-shot comparisons include such simple
 #   baselines, on the same episodes, with intervals.
