@@ -8,7 +8,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.course-installed
 
-.PHONY: lab test install unit notebooks test-browser sync exercises check-exercises grade bench microbench clean
+.PHONY: lab test install unit notebooks test-fakecuda test-browser sync exercises check-exercises grade bench microbench clean
 
 $(STAMP): environment.yml pyproject.toml tools/env_requirements.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: install
 
 unit: install
 	$(PY) -m pytest tests --ignore=tests/browser
+
+# Every notebook taking its CUDA code paths on the CPU (tests/fakecuda.py): a device mix-up fails as on a GPU.
+test-fakecuda: install
+	$(PY) tools/run_notebooks.py --fake-cuda notebooks solutions
 
 # Sliders moved with the keyboard in JupyterLab + headless Chromium; screenshots in build/browser/.
 test-browser: install

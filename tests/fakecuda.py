@@ -68,6 +68,11 @@ CUDA_STUBS: dict[tuple[ModuleType, str], Callable[..., Any]] = {
     (torch.cuda, "synchronize"): lambda device=None: None, (torch.cuda, "empty_cache"): lambda: None,
     (torch.cuda, "manual_seed"): lambda seed: None, (torch.cuda, "manual_seed_all"): lambda seed: None,
     (torch.cuda, "is_current_stream_capturing"): lambda: False,
+    # torch.random.fork_rng saves and restores the CUDA generators; fake-CUDA tensors draw from the CPU's
+    (torch.cuda, "get_rng_state"): lambda device="cuda": torch.zeros(0, dtype=torch.uint8),
+    (torch.cuda, "set_rng_state"): lambda new_state, device="cuda": None,
+    (torch.cuda, "get_rng_state_all"): lambda: [torch.zeros(0, dtype=torch.uint8)],
+    (torch.cuda, "set_rng_state_all"): lambda new_states: None,
     (torch.accelerator, "current_stream"): lambda device=None: _NO_STREAM,
     (torch.accelerator, "current_device_index"): lambda: 0,
     (torch.accelerator, "synchronize"): lambda device=None: None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -222,3 +223,25 @@ def test_notebook_function_reads_only_the_def(tmp_path):
     assert notebook_function(nb, "f", ns)(1) == 3 and ns["f"](1) == 3  # the last definition, as after a run
     with pytest.raises(LookupError, match="no top-level function 'g'"):
         notebook_function(nb, "g", {})
+
+
+def test_a_whole_process_can_pose_as_a_cuda_machine():
+    """``tools/run_notebooks.py --fake-cuda``: tests/fakecuda_site/sitecustomize.py puts every kernel under
+    fake_cuda() when COURSE_FAKE_CUDA=1, so a notebook takes its CUDA paths and a mix-up raises."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "assert torch.cuda.is_available() and torch.ones(1).cuda().is_cuda\n"
+            "net = torch.nn.Linear(2, 2).to('cuda')\n"
+            "assert net(torch.ones(1, 2).cuda()).is_cuda\n"
+            "try:\n    net(torch.ones(1, 2))\nexcept RuntimeError as err:\n    print(err)\nelse:\n    sys.exit(3)\n")
+    site = Path(__file__).resolve().parent / "fakecuda_site"
+    env = {**os.environ, "COURSE_FAKE_CUDA": "1", "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "fake CUDA: a CPU tensor met a CUDA one" in done.stdout, done.stderr
+    env["COURSE_FAKE_CUDA"] = "0"  # without the switch, nothing is patched
+    plain = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert plain.stdout.strip() == str(torch.cuda.is_available())

@@ -1,6 +1,9 @@
 """Execute every notebook with nbval, on copies, and print each notebook's runtime.
 
-Usage: python tools/run_notebooks.py notebooks solutions [-- extra pytest args]
+Usage: python tools/run_notebooks.py [--fake-cuda] notebooks solutions [-- extra pytest args]
+
+``--fake-cuda`` runs every kernel under tests/fakecuda.py's ``fake_cuda()`` (in build/nbval-fakecuda/, quick
+profile): the notebooks take their CUDA code paths on the CPU, and a device mix-up fails as on a GPU.
 
 The committed notebooks are never executed in place (that would add outputs and upset Jupytext's
 pairing): they are copied to build/nbval/ first.  nbval runs with --nbval-lax (only cells marked
@@ -28,28 +31,34 @@ def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in ours):
         print(__doc__)
         return 0
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tools")}
+    build = BUILD
+    if "--fake-cuda" in ours:  # every kernel poses as a CUDA machine (tests/fakecuda.py), in the quick profile
+        ours = [a for a in ours if a != "--fake-cuda"]
+        env.update(COURSE_FAKE_CUDA="1", COURSE_PROFILE=env.get("COURSE_PROFILE", "quick"),
+                   PYTHONPATH=f"{ROOT / 'tests' / 'fakecuda_site'}{os.pathsep}{env['PYTHONPATH']}")
+        build = BUILD.with_name("nbval-fakecuda")
     unknown = [a for a in ours if a.startswith("-") or not (ROOT / a).is_dir()]
     if unknown:
         print(f"Not a folder of this repository: {unknown}. Usage: python tools/run_notebooks.py notebooks "
               "solutions [-- extra pytest args]", file=sys.stderr)
         return 2
     folders = ours or ["notebooks", "solutions"]
-    shutil.rmtree(BUILD, ignore_errors=True)
+    shutil.rmtree(build, ignore_errors=True)
     copies = []
     for folder in folders:
         for nb in sorted((ROOT / folder).glob("*.ipynb")):
-            dest = BUILD / folder / nb.name
+            dest = build / folder / nb.name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(nb, dest)
             copies.append(dest)
     if not copies:
         print(f"No notebooks found in {folders}")
         return 1
-    timing = BUILD / "timing.json"
+    timing = build / "timing.json"
     cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "nbtiming",
-           f"--nbtiming-out={timing}", "-o", "cache_dir=build/.pytest_cache", "--rootdir", str(BUILD),
+           f"--nbtiming-out={timing}", "-o", "cache_dir=build/.pytest_cache", "--rootdir", str(build),
            *map(str, copies), *extra]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tools")}
     code = subprocess.call(cmd, cwd=ROOT, env=env)
     print_table(json.loads(timing.read_text()) if timing.exists() else {})
     return code
