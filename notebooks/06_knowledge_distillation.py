@@ -636,8 +636,8 @@ assert distill.count_params(teacher) < 1_000_000 and biggest_linear(teacher) / d
 # * A teacher must be trained first: the chapter's untrained teacher gives uniform soft targets, and
 #   distilling it is label smoothing.
 # * With a frozen teacher and no augmentation, compute its logits once: exact, and the teacher never runs
-#   again during training. What that saves is the teacher's cost on your device (printed above): large on a
-#   CPU, where the teacher dominates; small on a GPU at this scale, where both loops are mostly overhead.
+#   again during training. What that saves is the teacher's share of an epoch on your device: the measured
+#   ratio is printed above.
 # * Our 24k-parameter student is over 30× smaller and several times faster than ResNet-56 and imitates
 #   it more closely after distillation, but at the quick budget it is not more than a point more accurate than the same
 #   student trained from scratch. Distillation is not free accuracy; measure it, with the same seed and
