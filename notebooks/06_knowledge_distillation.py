@@ -566,7 +566,7 @@ assert entropy(p_trained) < 0.5 * math.log(10)
 
 # %%
 with torch.no_grad():
-    s_trained = runs["scratch"][0](x_train[:64])
+    s_trained = runs["scratch"][0](x_train[:64].to(cfg.device)).cpu()  # the student lives on cfg.device
 y64 = y_train[:64]
 
 
