@@ -38,6 +38,13 @@
 # differ slightly from the README's, whose Results section records a run of every notebook with one
 # thread (all assertions held).
 
+# %% [markdown]
+# **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
+# CPU-sized training (every lesson is sized for about 90 s on a 2-core CPU); `full` uses the official
+# splits and real training budgets, and is the default whenever a GPU is present, so on Colab. The setup
+# cell below prints which profile runs, what this notebook reads, and what `full` downloads the first
+# time, with sizes. For a fast pass on Colab, write `course_lib.setup("quick")` in that cell.
+
 # %%
 # Colab-safe setup: install course_lib only when it is missing, and never replace the runtime's torch.
 import importlib.metadata as _md
@@ -69,6 +76,9 @@ import course_lib
 from course_lib import data, models, plots
 
 cfg = course_lib.setup()
+# Which profile runs, what this notebook reads, and what the full profile downloads the first time:
+print(data.profile_note(["cifar10", "mnist", "mnist_m", "usps", "pneumoniamnist", "breastmnist",
+                        "retinamnist", "omniglot", "resnet20", "resnet32", "resnet44", "resnet56"]))
 
 # %% [markdown]
 # ## 1. The environment

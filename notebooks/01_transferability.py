@@ -31,6 +31,13 @@
 # task, new domain, no target labels: MNIST → MNIST-M, lesson 04) and *unsupervised* (no labels on
 # either side). "ResNet → custom architecture" in the chapter's table is not one of them (ERRATA G7).
 
+# %% [markdown]
+# **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
+# CPU-sized training (every lesson is sized for about 90 s on a 2-core CPU); `full` uses the official
+# splits and real training budgets, and is the default whenever a GPU is present, so on Colab. The setup
+# cell below prints which profile runs, what this notebook reads, and what `full` downloads the first
+# time, with sizes. For a fast pass on Colab, write `course_lib.setup("quick")` in that cell.
+
 # %%
 # Colab-safe setup: install course_lib only when it is missing, and never replace the runtime's torch.
 import importlib.metadata as _md
@@ -68,6 +75,9 @@ import course_lib
 from course_lib import adaptation, data, features, finetune, metrics, models, strategies, train, transferability, zoo
 
 cfg = course_lib.setup()
+# Which profile runs, what this notebook reads, and what the full profile downloads the first time:
+print(data.profile_note(["cifar10", "pneumoniamnist", "mnist", "omniglot", "resnet20", "resnet32", "resnet44",
+                        "resnet56"]))
 
 # %% [markdown]
 # ## 1. What transfers (§1.1)

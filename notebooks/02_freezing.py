@@ -30,6 +30,13 @@
 #    fine-tuning, from scratch) on a target similar to the source and on a dissimilar one, and check the
 #    rule table against the curves.
 
+# %% [markdown]
+# **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
+# CPU-sized training (every lesson is sized for about 90 s on a 2-core CPU); `full` uses the official
+# splits and real training budgets, and is the default whenever a GPU is present, so on Colab. The setup
+# cell below prints which profile runs, what this notebook reads, and what `full` downloads the first
+# time, with sizes. For a fast pass on Colab, write `course_lib.setup("quick")` in that cell.
+
 # %%
 # Colab-safe setup: install course_lib only when it is missing, and never replace the runtime's torch.
 import importlib.metadata as _md
@@ -66,6 +73,8 @@ from course_lib import data, features, finetune, models
 from course_lib.strategies import accuracy, balanced_subset, logits_of, regroup, split_frozen, train_classifier
 
 cfg = course_lib.setup()
+# Which profile runs, what this notebook reads, and what the full profile downloads the first time:
+print(data.profile_note(["cifar10", "pneumoniamnist", "resnet20", "resnet56"]))
 
 # %% [markdown]
 # ## 1. What each strategy trains

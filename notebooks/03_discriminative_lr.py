@@ -31,6 +31,13 @@
 # 5. compare one LR for all layers, discriminative LRs and gradual unfreezing at an equal budget of
 #    optimizer steps, over several seeds.
 
+# %% [markdown]
+# **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
+# CPU-sized training (every lesson is sized for about 90 s on a 2-core CPU); `full` uses the official
+# splits and real training budgets, and is the default whenever a GPU is present, so on Colab. The setup
+# cell below prints which profile runs, what this notebook reads, and what `full` downloads the first
+# time, with sizes. For a fast pass on Colab, write `course_lib.setup("quick")` in that cell.
+
 # %%
 # Colab-safe setup: install course_lib only when it is missing, and never replace the runtime's torch.
 import importlib.metadata as _md
@@ -71,6 +78,8 @@ from course_lib.features import to_rgb
 from course_lib.train import make_loader, predict
 
 cfg = course_lib.setup()
+# Which profile runs, what this notebook reads, and what the full profile downloads the first time:
+print(data.profile_note(["cifar10", "pneumoniamnist", "resnet20"]))
 
 # %% [markdown]
 # ## 1. The chapter's code, run

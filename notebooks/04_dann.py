@@ -35,6 +35,13 @@
 #    and a PCA picture of the features before and after;
 # 6. MNIST → USPS, the same three runs.
 
+# %% [markdown]
+# **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
+# CPU-sized training (every lesson is sized for about 90 s on a 2-core CPU); `full` uses the official
+# splits and real training budgets, and is the default whenever a GPU is present, so on Colab. The setup
+# cell below prints which profile runs, what this notebook reads, and what `full` downloads the first
+# time, with sizes. For a fast pass on Colab, write `course_lib.setup("quick")` in that cell.
+
 # %%
 # Colab-safe setup: install course_lib only when it is missing, and never replace the runtime's torch.
 import importlib.metadata as _md
@@ -72,6 +79,8 @@ from course_lib import adaptation, data, plots, widgets
 from course_lib.adaptation import digits
 
 cfg = course_lib.setup()
+# Which profile runs, what this notebook reads, and what the full profile downloads the first time:
+print(data.profile_note(["mnist", "mnist_m", "usps"]))
 
 # %% [markdown]
 # ## 1. Two domain shifts

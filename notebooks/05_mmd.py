@@ -35,6 +35,13 @@
 # 5. train with an MMD penalty on MNIST → MNIST-M and MNIST → USPS, choosing λ so the term matters,
 #    and compare with source-only and DANN at the same budget and seeds.
 
+# %% [markdown]
+# **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
+# CPU-sized training (every lesson is sized for about 90 s on a 2-core CPU); `full` uses the official
+# splits and real training budgets, and is the default whenever a GPU is present, so on Colab. The setup
+# cell below prints which profile runs, what this notebook reads, and what `full` downloads the first
+# time, with sizes. For a fast pass on Colab, write `course_lib.setup("quick")` in that cell.
+
 # %%
 # Colab-safe setup: install course_lib only when it is missing, and never replace the runtime's torch.
 import importlib.metadata as _md
@@ -69,6 +76,8 @@ from course_lib import adaptation, widgets
 from course_lib.adaptation import digits
 
 cfg = course_lib.setup()
+# Which profile runs, what this notebook reads, and what the full profile downloads the first time:
+print(course_lib.data.profile_note(["mnist", "mnist_m", "usps"]))
 
 # %% [markdown]
 # ## 1. The estimator, inline

@@ -38,6 +38,13 @@
 # 6. train the same student twice, from scratch and distilled, and compare size, speed and accuracy
 #    with the teacher's, next to Hinton et al.'s own numbers.
 
+# %% [markdown]
+# **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
+# CPU-sized training (every lesson is sized for about 90 s on a 2-core CPU); `full` uses the official
+# splits and real training budgets, and is the default whenever a GPU is present, so on Colab. The setup
+# cell below prints which profile runs, what this notebook reads, and what `full` downloads the first
+# time, with sizes. For a fast pass on Colab, write `course_lib.setup("quick")` in that cell.
+
 # %%
 # Colab-safe setup: install course_lib only when it is missing, and never replace the runtime's torch.
 import importlib.metadata as _md
@@ -74,6 +81,8 @@ import course_lib
 from course_lib import data, distill, models, plots, strategies, widgets
 
 cfg = course_lib.setup()
+# Which profile runs, what this notebook reads, and what the full profile downloads the first time:
+print(data.profile_note(["cifar10", "resnet56"]))
 
 # %% [markdown]
 # ## 1. The teacher and the data

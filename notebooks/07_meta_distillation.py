@@ -36,6 +36,13 @@
 # 6. meta-train MAML, first-order MAML and meta-distillation, and compare them with the teacher and with
 #    fine-tuning the pretrained network, on the same meta-test episodes, with 95% confidence intervals.
 
+# %% [markdown]
+# **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
+# CPU-sized training (every lesson is sized for about 90 s on a 2-core CPU); `full` uses the official
+# splits and real training budgets, and is the default whenever a GPU is present, so on Colab. The setup
+# cell below prints which profile runs, what this notebook reads, and what `full` downloads the first
+# time, with sizes. For a fast pass on Colab, write `course_lib.setup("quick")` in that cell.
+
 # %%
 # Colab-safe setup: install course_lib only when it is missing, and never replace the runtime's torch.
 import importlib.metadata as _md
@@ -73,6 +80,8 @@ import course_lib
 from course_lib import data, distill, meta, plots, strategies
 
 cfg = course_lib.setup()
+# Which profile runs, what this notebook reads, and what the full profile downloads the first time:
+print(data.profile_note(["omniglot"]))
 if cfg.device.type == "cpu":
     torch.set_num_threads(1)  # meta-learning runs many tiny operations: on a CPU, one thread is faster
 
@@ -608,22 +617,26 @@ for (a, b, k), (d, h) in paired.items():
 #
 # * every method is far above chance (20%) on characters from alphabets it never saw: above 45%;
 # * 5 support drawings beat 1 for every method, by more than 3 points;
-# * with 5 shots, the frozen teacher's prototypes are the best method in the table, and they beat
-#   fine-tuning the very same pretrained network (the paired interval lies above 0): fine-tuning all
-#   weights on 25 images, from a zero head, loses part of what pretraining learnt.
+# * with 5 shots, no method beats the frozen teacher's prototypes: for every other method the paired
+#   interval of teacher − method reaches above 0. In particular they beat fine-tuning the very same
+#   pretrained network (that interval lies wholly above 0): fine-tuning all weights on 25 images, from a
+#   zero head, loses part of what pretraining learnt.
 # * KD-pretraining gives a better starting point for fine-tuning than training on the labels alone: the
 #   paired difference KD-pretrained − pretrained (both fine-tuned the same way) lies above 0 with 1 and
 #   with 5 shots. A possible reason, which we did not test: the teacher's soft targets over all the
-#   meta-train characters say which characters look alike, a richer signal than one label per drawing. It is still
-#   below the frozen teacher's prototypes with 5 shots.
+#   meta-train characters say which characters look alike, a richer signal than one label per drawing. It does
+#   not beat the frozen teacher's prototypes with 5 shots either.
 #
-# * meta-distillation's mean is below MAML's with 1 and with 5 shots: at this budget the teacher in the
-#   inner loop did not help.
+# * meta-distillation and MAML end within 8 points of each other, with 1 and with 5 shots: at this budget
+#   the teacher in the inner loop did not change much.
 #
-# What we do **not** claim: that meta-distillation is *worse* than MAML in general, or an order between
-# MAML and first-order MAML. These are one seed's episodes; with other seeds such small differences
-# may change sign (Exercise 5 measures them with paired intervals). A likely reason the teacher did not
-# help: the teacher builds its prototypes from the **same** support images the
+# What we do **not** claim: an order between meta-distillation and MAML, or between MAML and first-order
+# MAML. Their paired intervals are narrow, and one of them may even exclude 0, yet the sign of the
+# difference can change when the same notebook runs with 2 CPU threads instead of 1, or on a GPU: float
+# sums in another order send meta-training down another path. The interval covers only *which test episodes
+# were drawn*; it says nothing about the randomness of meta-training itself, which needs several
+# meta-training runs (seeds) to measure. Exercise 5 returns to this. A likely reason the teacher did
+# not help: the teacher builds its prototypes from the **same** support images the
 # labels come from (in a 1-shot episode each support image *is* its label's prototype), so on the
 # support set its soft targets mostly restate the labels, softened. A teacher can only add something the
 # labels do not already say, e.g. on images that have no label. (The chapter's Exercise 5 asks for this
@@ -649,9 +662,11 @@ assert d - h > 0, (d, h)
 for k in SHOTS:
     d, h = paired["KD-pretrained + fine-tune", "pretrained + fine-tune", k]
     assert d - h > 0, (k, d, h)
-assert summary["teacher (prototypes)", 5][0] > max(summary[m, 5][0] for m in METHODS[1:])
+for m in METHODS[1:]:
+    d, h = meta.mean_ci(accs["teacher (prototypes)", 5] - accs[m, 5])
+    assert d + h > 0, (m, d, h)  # no method beats the teacher with 5 shots
 for k in SHOTS:
-    assert summary["meta-distillation", k][0] < summary["MAML", k][0], k
+    assert abs(paired["meta-distillation", "MAML", k][0]) < 0.08, k
     assert all(summary[m, k][0] < PAPER[k][0] for m in METHODS), k
 
 # %% [markdown]
@@ -666,8 +681,9 @@ for k in SHOTS:
 # * A teacher for few-shot episodes has to speak the episode's labels: a frozen pretrained embedding used
 #   as a prototype classifier does, for any classes. In the inner loop, weigh its soft term against the
 #   label term (α and 1 − α) so that it changes the direction of adaptation, not its size.
-# * Done right, meta-distillation is a real, testable method, but at our budget it was no better than
-#   MAML: on the support set the prototype teacher mostly repeats the labels.
+# * Done right, meta-distillation is a real, testable method, but at our budget it ended within a few
+#   points of MAML, on either side depending on the run: on the support set the prototype teacher mostly
+#   repeats the labels. A paired interval over test episodes does not cover meta-training's randomness.
 # * Compare few-shot methods on the **same** episodes, with confidence intervals and paired differences,
 #   and include the simple baselines (a pretrained embedding with prototypes, fine-tuning): here the
 #   prototype teacher was the strongest 5-shot method in this run's table, with no meta-training at all.

@@ -33,6 +33,13 @@
 #    validation, confusion matrices, ROC curves, calibration; our numbers beside the MedMNIST v2 paper's;
 # 7. a second, tiny target (BreastMNIST), the full-profile code path, and a model card.
 
+# %% [markdown]
+# **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
+# CPU-sized training (every lesson is sized for about 90 s on a 2-core CPU); `full` uses the official
+# splits and real training budgets, and is the default whenever a GPU is present, so on Colab. The setup
+# cell below prints which profile runs, what this notebook reads, and what `full` downloads the first
+# time, with sizes. For a fast pass on Colab, write `course_lib.setup("quick")` in that cell.
+
 # %%
 # Colab-safe setup: install course_lib only when it is missing, and never replace the runtime's torch.
 import importlib.metadata as _md
@@ -71,6 +78,9 @@ from course_lib.augment import XRayAugment
 from course_lib.features import to_rgb
 
 cfg = course_lib.setup()
+# Which profile runs, what this notebook reads, and what the full profile downloads the first time:
+print(data.profile_note(["pneumoniamnist", "breastmnist", "resnet20"],
+                        full=["pneumoniamnist_224", "breastmnist_224", "imagenet-resnet18"]))
 if cfg.quick:  # small 28-px models; on a shared 2-core CPU two OpenMP threads can stall each other
     torch.set_num_threads(1)
 START = time.perf_counter()

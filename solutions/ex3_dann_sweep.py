@@ -36,6 +36,13 @@
 # the real digits. Questions: `q1` gradient reversal (2 pts), `q2` the λ(p) schedule (1 pt), `q3` the
 # proxy A-distance (2 pts), `q4` choosing λ_max on validation (1 pt).
 
+# %% [markdown]
+# **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
+# CPU-sized training (every lesson is sized for about 90 s on a 2-core CPU); `full` uses the official
+# splits and real training budgets, and is the default whenever a GPU is present, so on Colab. The setup
+# cell below prints which profile runs, what this notebook reads, and what `full` downloads the first
+# time, with sizes. For a fast pass on Colab, write `course_lib.setup("quick")` in that cell.
+
 # %%
 # Colab-safe setup: install course_lib only when it is missing, and never replace the runtime's torch.
 import importlib.metadata as _md
@@ -72,6 +79,8 @@ from course_lib import adaptation
 from course_lib.adaptation import digits
 
 cfg = course_lib.setup()
+# Which profile runs, what this notebook reads, and what the full profile downloads the first time:
+print(course_lib.data.profile_note(["mnist", "mnist_m"]))
 if cfg.device.type == "cpu":
     torch.set_num_threads(1)  # small convolutions; leaves the other core free
 

@@ -40,6 +40,13 @@
 # functional inner loop (3 pts), `q3` a paired difference with its 95% interval (2 pts). The experiment at
 # the end runs all three methods on the real episodes.
 
+# %% [markdown]
+# **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
+# CPU-sized training (every lesson is sized for about 90 s on a 2-core CPU); `full` uses the official
+# splits and real training budgets, and is the default whenever a GPU is present, so on Colab. The setup
+# cell below prints which profile runs, what this notebook reads, and what `full` downloads the first
+# time, with sizes. For a fast pass on Colab, write `course_lib.setup("quick")` in that cell.
+
 # %%
 # Colab-safe setup: install course_lib only when it is missing, and never replace the runtime's torch.
 import importlib.metadata as _md
@@ -77,6 +84,8 @@ import course_lib
 from course_lib import data, distill, meta, strategies
 
 cfg = course_lib.setup()
+# Which profile runs, what this notebook reads, and what the full profile downloads the first time:
+print(data.profile_note(["omniglot"]))
 if cfg.device.type == "cpu":
     torch.set_num_threads(1)  # meta-learning runs many tiny operations; as lesson 07 does
 
@@ -504,16 +513,19 @@ for a, b in PAIRS:
 #
 # * every method is far above chance (20%) on characters from alphabets it never saw: above 45%;
 # * 5 support drawings beat 1 for every method, by more than 3 points;
-# * **meta-distillation did not beat MAML**: the lower end of the paired 95% interval of
-#   meta-distillation − MAML lies below 0 with 1 and with 5 shots;
+# * **meta-distillation and MAML end within 8 points of each other**, with 1 and with 5 shots;
 # * **meta-distillation does not beat its own teacher**: the paired interval of teacher − meta-distillation
 #   never lies below 0, with 1 or with 5 shots. Whether the teacher is clearly *ahead* varies from run to run
 #   (device, seed): some runs put it above the student, others level with it, and one seed cannot say more;
-# * with 5 shots the frozen teacher's prototypes have the highest mean of the four methods.
+# * with 5 shots no method beats the frozen teacher's prototypes: every paired interval of
+#   teacher − method reaches above 0.
 #
-# What we do **not** claim: an order between KD + fine-tune and MAML, or between KD + fine-tune and
-# meta-distillation: one seed's paired intervals cannot settle them (try other seeds). A likely
-# reason for the third point (lesson 07, §7): the teacher builds its prototypes from the *same* support
+# What we do **not** claim: any order among meta-distillation, MAML and KD + fine-tune. A paired
+# interval covers only which test episodes were drawn, not the randomness of meta-training: the same
+# notebook run with 2 CPU threads instead of 1, or on a GPU, sums floats in another order, meta-trains
+# down another path, and can flip the sign of a difference whose interval excluded 0 in this run.
+# Settling an order takes several meta-training seeds (try it: `course_lib.setup(seed=1)`). A likely
+# reason for the third and fourth points (lesson 07, §7): the teacher builds its prototypes from the *same* support
 # images the labels come from (in a 1-shot episode each support image *is* its label's prototype), so on
 # the support set its soft targets mostly restate the labels, softened; the student cannot learn from it
 # what the labels do not already say, while the teacher itself, with no adaptation at all, keeps its
@@ -534,12 +546,13 @@ for m in METHODS:
     assert summary[m, 5][0] > summary[m, 1][0] + 0.03, m
 teacher_vs_md = {k: paired_ci(accs["teacher (prototypes)", k], accs["meta-distillation", k]) for k in SHOTS}
 for k in SHOTS:
-    d, h = paired["meta-distillation", "MAML", k]
-    assert d - h < 0, (k, d, h)  # no evidence that meta-distillation beats MAML
+    assert abs(paired["meta-distillation", "MAML", k][0]) < 0.08, k
     d, h = teacher_vs_md[k]
     print(f"{k}-shot  teacher − meta-distillation: {d:+.3f} ± {h:.3f}")
     assert d + h > 0, (k, d, h)  # no evidence that the student beats its teacher
-assert summary["teacher (prototypes)", 5][0] == max(summary[m, 5][0] for m in METHODS)
+for m in METHODS[1:]:
+    d, h = paired_ci(accs["teacher (prototypes)", 5], accs[m, 5])
+    assert d + h > 0, (m, d, h)  # no method beats the teacher with 5 shots
 assert all(summary[m, k][0] < PAPER[k][0] for m in METHODS for k in SHOTS)
 
 # %% [markdown]
@@ -552,6 +565,6 @@ assert all(summary[m, k][0] < PAPER[k][0] for m in METHODS for k in SHOTS)
 # * Its pieces: a teacher-guided inner loss whose weights sum to one (so the teacher changes the
 #   direction of the inner step, not its size); a functional inner loop that evaluates every step at the
 #   current parameters and keeps the second-order graph; and paired confidence intervals.
-# * At this budget, meta-distillation did not beat MAML, nor its own prototype teacher, the method that
-#   needs no meta-training at all. Honest few-shot comparisons include such simple
+# * At this budget, meta-distillation ended within a few points of MAML, on either side depending on the
+#   run, and did not beat its own prototype teacher, the method that needs no meta-training at all. Honest few-shot comparisons include such simple
 #   baselines, on the same episodes, with intervals.

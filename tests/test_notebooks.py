@@ -42,12 +42,15 @@ def test_pair_cells_identical_and_no_outputs(src):
 
 @pytest.mark.parametrize("src", [p for p in PAIRS if p.parent.name == "notebooks"], ids=lambda p: p.name)
 def test_lesson_opening_cells(src):
-    """Title, a Colab badge pointing at this very notebook, the guarded setup cell, then setup()."""
+    """Title, a Colab badge pointing at this very notebook, the profiles note, the guarded setup cell, then
+    setup() with the printed note of what this profile reads and downloads."""
     cells = jupytext.read(src).cells
     assert cells[0].cell_type == "markdown" and cells[0].source.startswith("# ")
     badge = BADGE.search(cells[0].source)
     assert badge and badge.group(2) == f"notebooks/{src.stem}.ipynb"
-    setup = cells[1].source
+    assert cells[1].cell_type == "markdown" and cells[1].source.startswith("**Profiles.**")
+    assert 'course_lib.setup("quick")' in cells[1].source
+    setup = cells[2].source
     assert 'find_spec("course_lib") is None' in setup and badge.group(1) in setup
     assert "torch" in setup and "-c" in setup, "the install must be constrained to the runtime's torch"
-    assert "cfg = course_lib.setup()" in cells[2].source
+    assert "cfg = course_lib.setup()" in cells[3].source and "profile_note(" in cells[3].source

@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 from .. import config
 from . import datasets as _ds
 from .integrity import ChecksumError, DataError, DataMissingError, atomic_save, file_digest
+from .plan import Need, needs, profile_note
 
 SPLITS = ("train", "val", "test")
 MEDMNIST = ("pneumoniamnist", "breastmnist", "retinamnist")
@@ -157,4 +158,4 @@ def load(name: str, split: str, profile: str | None = None, size: int | None = N
     return ImageDataset(x, y, built["classes"][split], name, split, DESCRIPTIONS[name][profile])
 
 
-__all__ = ["load", "describe", "ImageDataset", "NAMES", "SPLITS", "DataError", "DataMissingError", "ChecksumError"]
+__all__ = ["load", "describe", "needs", "profile_note", "Need", "ImageDataset", "NAMES", "SPLITS", "DataError", "DataMissingError", "ChecksumError"]
