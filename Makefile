@@ -26,6 +26,7 @@ lab: install
 
 test: install
 	$(PY) -m pytest tests --ignore=tests/browser
+	$(PY) tools/warm_caches.py
 	$(PY) tools/run_notebooks.py notebooks solutions
 	$(PY) -m pytest tests/browser
 
@@ -34,6 +35,7 @@ unit: install
 
 # Every notebook taking its CUDA code paths on the CPU (tests/fakecuda.py): a device mix-up fails as on a GPU.
 test-fakecuda: install
+	COURSE_PROFILE=quick COURSE_FAKE_CUDA=1 PYTHONPATH=tests/fakecuda_site $(PY) tools/warm_caches.py
 	$(PY) tools/run_notebooks.py --fake-cuda notebooks solutions
 
 # Sliders moved with the keyboard in JupyterLab + headless Chromium; screenshots in build/browser/.
@@ -41,6 +43,7 @@ test-browser: install
 	$(PY) -m pytest tests/browser
 
 notebooks: install
+	$(PY) tools/warm_caches.py
 	$(PY) tools/run_notebooks.py notebooks solutions
 
 # Regenerate each paired .ipynb from its py:percent source (the source of truth), without outputs,
@@ -76,6 +79,7 @@ grade: install
 PROFILE ?= quick
 # THREADS=1 reruns everything with COURSE_THREADS=1 into results/$(PROFILE)-threads1.json (the table's extra column)
 bench: install
+	COURSE_PROFILE=$(PROFILE) $(PY) tools/warm_caches.py
 	$(if $(THREADS),COURSE_THREADS=$(THREADS) )$(PY) tools/bench.py --profile $(PROFILE) \
 	  $(if $(THREADS),--out results/$(PROFILE)-threads$(THREADS).json); status=$$?; \
 	$(PY) tools/bench.py --readme --profile $(PROFILE); exit $$status

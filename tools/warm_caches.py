@@ -1,0 +1,48 @@
+"""Train what the lessons share and cache it, before the notebooks run (``make test`` and ``make bench`` call it).
+
+Usage: python tools/warm_caches.py [--profile quick|full] [--workers K]
+
+Today that is ``label_curves.transfer_vs_scratch``, the transfer-vs-scratch experiment that lessons 02 and 08
+read.  On a CPU its runs use one thread each, so K processes (default: one per core, at most 4) train
+disjoint shards in parallel.  What is cached already is skipped; the wall time is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+from course_lib import config, label_curves
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profile", default=None)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--shard", type=int, nargs=2, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    profile, device = config.resolve_profile(args.profile), config.default_device()
+    if args.shard:
+        label_curves.transfer_vs_scratch(profile, device, progress=False, shard=tuple(args.shard))
+        return 0
+    workers = args.workers or (1 if device.type != "cpu" else max(1, min(4, os.cpu_count() or 1)))
+    start = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, __file__, "--profile", profile, "--shard", str(i), str(workers)])
+             for i in range(workers)]
+    if any(p.wait() for p in procs):
+        print("warm_caches: a worker failed", file=sys.stderr)
+        return 1
+    runs = label_curves.transfer_vs_scratch(profile, device, progress=False)
+    print(f"warm_caches: transfer vs scratch, {len(runs)} runs cached ({profile}, {device.type}, "
+          f"{workers} worker(s)) in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    sys.exit(main(sys.argv[1:]))
