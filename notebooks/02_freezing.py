@@ -469,6 +469,96 @@ assert gap[DIS, "full", "frozen"][BUDGETS.index(50)] >= 0.02
 assert all(g > 0 for g in gap[DIS, "full", "scratch"])
 
 # %% [markdown]
+# ## 5. Transfer or scratch: does pretraining stop paying?
+#
+# Section 4 gave every run the same small budget, 25 steps of 64 images. A pretrained network starts
+# near a solution and needs few steps; one trained from scratch needs many more, so that budget favours
+# transfer. Lesson 08 trains both with early stopping on 1,000 X-rays, and there the network trained from
+# scratch is as good. One experiment settles it, shared with lesson 08 (`course_lib.label_curves`):
+#
+# * **target**: PneumoniaMNIST, from 32 labelled images up to all 4,708, each a stratified subset (nested:
+#   the 100 contain the 32), at the native 28×28 (section 4 resized to 32; ResNet-20's global pooling
+#   takes any size, and 28 px is 30% cheaper);
+# * **transfer**: the CIFAR-10 ResNet-20 with every layer fine-tuned, section 4's best recipe on X-rays;
+#   **scratch**: the same network from random weights;
+# * **two budgets**: the same number of Adam steps for both (*equal*), and 4× more (*generous*), where a
+#   network trained from scratch has time to catch up;
+# * **early stopping**: every few steps the validation AUC is measured; the test AUC reported is the one at
+#   the best validation checkpoint within the budget;
+# * **seeds**: each seed picks the subset, the initial weights and the batch order. Both methods see the
+#   same subset, so their difference is paired per seed. Intervals are 95% Student-t.
+#
+# Tens of networks take several minutes on a CPU, more than a lesson's budget, so each run is cached:
+# `make test` trains them first (`tools/warm_caches.py`, one process per core) and this cell reads them.
+# Without a cache it trains them here, with a progress bar.
+#
+# First, the two pieces of statistics, inline, checked against the library.
+
+# %%
+from course_lib import label_curves, stats
+
+trace = [(50, 0.91, 0.88), (100, 0.95, 0.90), (150, 0.95, 0.93), (200, 0.94, 0.95)]  # (step, val AUC, test AUC)
+best = None
+for step, val_auc, test_auc in trace:  # early stopping within a budget of 150 steps
+    if step <= 150 and (best is None or val_auc > best[1]):
+        best = (step, val_auc, test_auc)
+assert best[2] == label_curves.at_budget(trace, 150) == 0.90  # a tie keeps the earlier checkpoint
+gaps = torch.tensor([0.02, 0.01, 0.03, 0.00, 0.02])  # five seeds' paired differences
+half = 2.776 * gaps.std() / len(gaps) ** 0.5  # Student's t, 4 degrees of freedom
+assert abs(half - stats.t_ci(gaps.tolist())[1]) < 1e-4 and half > 1.96 * gaps.std() / len(gaps) ** 0.5
+
+# %%
+recipe = label_curves.RECIPES[cfg.profile]
+runs = label_curves.transfer_vs_scratch(device=cfg.device)
+curve = label_curves.summarize(runs, recipe)
+COLS = [f"{k}@{b}" for b in ("equal", "generous") for k in ("transfer", "scratch", "gap")]
+print(f"PneumoniaMNIST test AUC, mean ± 95% CI over {len(recipe.seeds)} seeds; equal = {recipe.equal_steps} "
+      f"steps, generous = {recipe.generous_steps} steps of {recipe.batch_size} images")
+print(f"{'labels':>7s}" + "".join(f"{c:>19s}" for c in COLS))
+for n, row in curve.items():
+    print(f"{n:7d}" + "".join(f"{row[c][0]:12.3f} ±{row[c][1]:.3f}" for c in COLS))
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+for budget, ls in (("equal", "--"), ("generous", "-")):
+    for kind, color in (("transfer", "C0"), ("scratch", "C3")):
+        m = [curve[n][f"{kind}@{budget}"][0] for n in recipe.label_counts]
+        h = [curve[n][f"{kind}@{budget}"][1] for n in recipe.label_counts]
+        axes[0].plot(recipe.label_counts, m, ls, color=color, marker="o", label=f"{kind}, {budget}")
+        axes[0].fill_between(recipe.label_counts, [a - b for a, b in zip(m, h)], [a + b for a, b in zip(m, h)],
+                             color=color, alpha=0.08)
+    g = [curve[n][f"gap@{budget}"] for n in recipe.label_counts]
+    axes[1].errorbar(recipe.label_counts, [x[0] for x in g], yerr=[x[1] for x in g], fmt="o" + ls, capsize=3,
+                     label=budget)
+axes[1].axhline(0, color="gray", lw=1)
+for ax in axes:
+    ax.set_xscale("log"), ax.set_xticks(recipe.label_counts, [f"{n:,}" for n in recipe.label_counts])
+    ax.set_xlabel("labelled X-rays"), ax.legend(fontsize=8)
+axes[0].set_ylabel("test AUC"), axes[1].set_ylabel("transfer − scratch (paired)")
+fig.tight_layout()
+
+# %% [markdown]
+# What the curves say, each checked below:
+#
+# * transfer is ahead on average at every label count and both budgets, by a couple of AUC points;
+# * at some label counts the paired interval lies wholly above 0 (printed below);
+# * with all 4,708 images and the generous budget, scratch has **not** caught up: the interval still
+#   lies above 0. It is still improving, though (generous above equal): the budget, not the data, is what
+#   holds it back here. On ImageNet-scale budgets, He et al. (2019, *Rethinking ImageNet Pre-training*)
+#   found that training from scratch catches up given enough steps, and Raghu et al. (2019,
+#   *Transfusion*) found that ImageNet features help little on medical images once data are plentiful
+#   (the papers' findings, not measured here). Our CPU budget stops short of that regime.
+# * section 4's 25-step comparison was not wrong, but it gave scratch too little time.
+
+# %%
+ahead = [n for n in recipe.label_counts if curve[n]["gap@generous"][0] - curve[n]["gap@generous"][1] > 0]
+print("labels where transfer's lead is significant (generous budget):", ahead)
+assert all(curve[n][f"gap@{b}"][0] > 0 for n in recipe.label_counts for b in ("equal", "generous"))
+assert ahead
+top = max(recipe.label_counts)
+assert curve[top]["gap@generous"][0] - curve[top]["gap@generous"][1] > 0
+assert curve[top]["scratch@generous"][0] > curve[top]["scratch@equal"][0]
+
+# %% [markdown]
 # ## Summary
 #
 # * `finetune.freeze(model, "all" | "partial" | "none" | k)` freezes by module, keeps frozen BatchNorm
