@@ -70,3 +70,8 @@ def test_summarize_pairs_runs_by_seed():
     assert math.isclose(row["gap@equal"][0], 0.11) and math.isclose(row["gap@generous"][0], 0.05)
     assert row["gap@generous"][1] == pytest.approx(0.0, abs=1e-12)  # the same gap on every seed
     assert math.isclose(row["scratch@generous"][0], 0.86)
+
+
+def test_the_cache_key_ignores_the_grid():
+    a = lc.Recipe((32, 100), (0, 1, 2), 100, 400, 50)
+    assert a.key() == lc.Recipe((32,), (0, 1, 2, 3), 100, 400, 50).key() != lc.Recipe((32,), (0,), 100, 300, 50).key()
