@@ -473,8 +473,9 @@ assert all(g > 0 for g in gap[DIS, "full", "scratch"])
 #
 # Section 4 gave every run the same small budget, 25 steps of 64 images. A pretrained network starts
 # near a solution and needs few steps; one trained from scratch needs many more, so that budget favours
-# transfer. Lesson 08 trains both with early stopping on 1,000 X-rays, and there the network trained from
-# scratch is as good. One experiment settles it, shared with lesson 08 (`course_lib.label_curves`):
+# transfer. Lesson 08 trains both once, with early stopping, on 1,000 X-rays; one run of each cannot tell
+# a small difference from a lucky seed. One experiment settles it, shared with lesson 08
+# (`course_lib.label_curves`):
 #
 # * **target**: PneumoniaMNIST, from 32 labelled images up to all 4,708, each a stratified subset (nested:
 #   the 100 contain the 32), at the native 28×28 (section 4 resized to 32; ResNet-20's global pooling
@@ -488,9 +489,11 @@ assert all(g > 0 for g in gap[DIS, "full", "scratch"])
 # * **seeds**: each seed picks the subset, the initial weights and the batch order. Both methods see the
 #   same subset, so their difference is paired per seed. Intervals are 95% Student-t.
 #
-# Tens of networks take several minutes on a CPU, more than a lesson's budget, so each run is cached:
-# `make test` trains them first (`tools/warm_caches.py`, one process per core) and this cell reads them.
-# Without a cache it trains them here, with a progress bar.
+# That is 80 networks in `quick` (5 label counts × 8 seeds × 2 methods), about 50 s each on one CPU core:
+# over half an hour on a 2-core machine, far beyond a lesson's budget. So each run is cached in the data
+# directory: `make test` trains them first (`tools/warm_caches.py`, one process per core) and this cell
+# reads them. Without a cache it trains the missing ones here, with a progress bar (and lesson 08 reads
+# what this cell trained).
 #
 # First, the two pieces of statistics, inline, checked against the library.
 
@@ -539,23 +542,31 @@ fig.tight_layout()
 # %% [markdown]
 # What the curves say, each checked below:
 #
-# * transfer is ahead on average at every label count and both budgets, by a couple of AUC points;
-# * at some label counts the paired interval lies wholly above 0 (printed below);
-# * with all 4,708 images and the generous budget, scratch has **not** caught up: the interval still
-#   lies above 0. It is still improving, though (generous above equal): the budget, not the data, is what
-#   holds it back here. On ImageNet-scale budgets, He et al. (2019, *Rethinking ImageNet Pre-training*)
-#   found that training from scratch catches up given enough steps, and Raghu et al. (2019,
-#   *Transfusion*) found that ImageNet features help little on medical images once data are plentiful
-#   (the papers' findings, not measured here). Our CPU budget stops short of that regime.
-# * section 4's 25-step comparison was not wrong, but it gave scratch too little time.
+# * transfer is ahead on average at every label count and at both budgets, by one to three AUC points
+#   (small: every mean difference is below 0.04);
+# * at most label counts the paired 95% interval lies wholly above 0 (listed below), so the lead is not
+#   the luck of a seed;
+# * with all 4,708 images and the generous budget, scratch has **not** caught up: the interval still lies
+#   above 0. It is still improving there (generous above equal), so what holds it back is the training
+#   budget (400 steps are under three passes over the data), not the number of labels. Our CPU budget
+#   stops short of the regime where the papers see scratch catch up (their findings, not measured here):
+#   He et al. (2019, *Rethinking ImageNet Pre-training*) matched ImageNet pretraining on COCO from scratch,
+#   given a longer schedule; Raghu et al. (2019, *Transfusion*) found ImageNet features of little help on
+#   medical images with 100,000+ labels.
+# * Section 4 (accuracy, 25 steps, one seed, no early stopping) and this section (AUC, early stopping,
+#   8 seeds in `quick`) agree in direction: fine-tuning is ahead of scratch on X-rays. Section 4 alone
+#   could not tell whether scratch merely lacked steps; with 4× more, it still trails.
+#
+# Lesson 08 trains one pair at 1,000 labels and places it on this curve.
 
 # %%
-ahead = [n for n in recipe.label_counts if curve[n]["gap@generous"][0] - curve[n]["gap@generous"][1] > 0]
-print("labels where transfer's lead is significant (generous budget):", ahead)
-assert all(curve[n][f"gap@{b}"][0] > 0 for n in recipe.label_counts for b in ("equal", "generous"))
-assert ahead
+ahead = {b: [n for n in recipe.label_counts if curve[n][f"gap@{b}"][0] - curve[n][f"gap@{b}"][1] > 0]
+         for b in ("equal", "generous")}
+print("label counts where transfer's lead is significant:", ahead)
+assert all(0 < curve[n][f"gap@{b}"][0] < 0.04 for n in recipe.label_counts for b in ("equal", "generous"))
+assert len(ahead["generous"]) > len(recipe.label_counts) / 2
 top = max(recipe.label_counts)
-assert curve[top]["gap@generous"][0] - curve[top]["gap@generous"][1] > 0
+assert top in ahead["generous"]
 assert curve[top]["scratch@generous"][0] > curve[top]["scratch@equal"][0]
 
 # %% [markdown]

@@ -52,6 +52,7 @@ def test_bench_runs_copies_records_metrics_and_failures(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "METRICS", {"src/good.ipynb": {"x": "x", "profile_len": "len(profile)",
                                                               "same_dir": "same_dir"},
                                            "src/bad.ipynb": {"y": "y"}})
+    monkeypatch.setattr(bench, "SUMMARY", {"lifted": ("src/good.ipynb", "x"), "lost": ("src/bad.ipynb", "y")})
     out = tmp_path / "results" / "full.json"
     assert bench.bench("full", out) == 1  # one notebook failed
     res = json.loads(out.read_text())
@@ -62,6 +63,7 @@ def test_bench_runs_copies_records_metrics_and_failures(tmp_path, monkeypatch):
     assert good.read_bytes() == before  # the committed notebook is never executed in place
     assert (tmp_path / "build" / "bench" / "full" / "src" / "good.ipynb").exists()
     assert res["environment"]["cpu_count"] >= 1 and res["profile"] == "full"
+    assert res["lifted"] == 1.5 and res["lost"] is None  # a failed notebook's summary is None, not stale
 
 
 def _free_names(expr: str) -> set[str]:
@@ -283,3 +285,15 @@ def test_microbench_sentence_reports_the_measured_ratios():
     text = bench._micro_sentence(micro)
     assert "(1 thread, d UTC)" in text and "8.0–17.6× faster" in text and "32–102× less peak memory" in text
     assert "(8192 vs 80 MiB at N = 2048)" in text and "5.2× faster" in text and "2.0× more images" in text
+
+
+def test_readme_table_reads_list_entries_and_the_transfer_vs_scratch_row():
+    res = _results()
+    curve = {str(n): {"transfer": [0.95, 0.01], "scratch": [0.93, 0.02], "gap": [0.02 + n / 1e6, 0.011]}
+             for n in (32, 100, 316, 1000, 4708)}
+    res["notebooks"]["notebooks/02_freezing.ipynb"] = {"status": "ok", "seconds": 50.0,
+                                                       "metrics": {"transfer_vs_scratch": curve}}
+    row = next(line for line in bench.render_readme(res).splitlines() if line.startswith("| PneumoniaMNIST test AUC, transfer"))
+    assert "+0.020 ± 0.011 / +0.020 ± 0.011 / +0.025 ± 0.011" in row and "transfer 0.950, scratch 0.930" in row
+    assert bench._get(res, "notebooks/02_freezing.ipynb", "transfer_vs_scratch", "32", "gap", "2") is None
+    assert bench._get(res, "notebooks/02_freezing.ipynb", "transfer_vs_scratch", "32", "gap", "1") == 0.011

@@ -62,6 +62,13 @@ METRICS: dict[str, dict[str, str]] = {
         # timings measured inside the notebook (not deterministic)
         "seconds_backbone_every_epoch": "t_live",
         "seconds_cached_features": "t_cached",
+        # section 5, the shared experiment: labels -> {method: [mean, 95% half-width]} at each budget
+        "transfer_vs_scratch": "{n: {k: r[f'{k}@generous'] for k in ('transfer', 'scratch', 'gap')} "
+                               "for n, r in curve.items()}",
+        "transfer_vs_scratch_equal_budget": "{n: {k: r[f'{k}@equal'] for k in ('transfer', 'scratch', 'gap')} "
+                                            "for n, r in curve.items()}",
+        "transfer_vs_scratch_recipe": "{'seeds': len(recipe.seeds), 'equal_steps': recipe.equal_steps, "
+                                      "'generous_steps': recipe.generous_steps, 'batch_size': recipe.batch_size}",
     },
     "notebooks/03_discriminative_lr.ipynb": {
         "lr_range_steepest": "steepest",
@@ -131,6 +138,11 @@ METRICS: dict[str, dict[str, str]] = {
         "five_way_acc_mean": "{k: v[0] for k, v in summary.items()}",
         "five_way_acc_ci95": "{k: v[1] for k, v in summary.items()}",
     },
+}
+
+# top-level keys of the results file: name -> (notebook, metric); None where that notebook failed or was not run
+SUMMARY: dict[str, tuple[str, str]] = {
+    "transfer_vs_scratch": ("notebooks/02_freezing.ipynb", "transfer_vs_scratch"),
 }
 
 EXTRACT_CELL = '''\
@@ -301,12 +313,16 @@ def bench(profile: str, out: Path, only: list[str] | None = None, timeout: int =
         print(f"no notebook's file name contains any of {only}; nothing run", file=sys.stderr)
         return 2
     results = {"profile": profile, "environment": environment(), "notebooks": {}}
+    results.update({k: None for k in SUMMARY})
     build = ROOT / "build" / "bench" / profile
     for src in selected:
         key = src.relative_to(ROOT).as_posix()
         print(f"{key} ...", flush=True)
         rec = run_notebook(src, METRICS.get(key, {}), build / src.parent.name, profile, timeout)
         results["notebooks"][key] = rec
+        for name, (nb, metric) in SUMMARY.items():
+            if nb == key:
+                results[name] = rec.get("metrics", {}).get(metric)
         tail = f": ...{rec['error'][-300:]}" if "error" in rec else ""
         print(f"  {rec['status']} in {rec['seconds']:.1f} s{tail}", flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -321,9 +337,12 @@ def _get(results: dict, notebook: str, *path: str):
     """A measured value, or None when the notebook failed or did not record it."""
     v = results.get("notebooks", {}).get(notebook, {}).get("metrics", {})
     for p in path:
-        if not isinstance(v, dict) or p not in v:
+        if isinstance(v, list) and p.isdigit() and int(p) < len(v):
+            v = v[int(p)]
+        elif isinstance(v, dict) and p in v:
+            v = v[p]
+        else:
             return None
-        v = v[p]
     return v
 
 
@@ -332,7 +351,14 @@ def _fmt(v, spec: str = ".3f") -> str:
 
 
 # (experiment, notebook, measured-cell template with {metric/path} fields and a format, the paper's numbers)
+_GAP = "{transfer_vs_scratch/%s/gap/0:+.3f} ± {transfer_vs_scratch/%s/gap/1:.3f}"
 ROWS = [
+    ("PneumoniaMNIST test AUC, transfer (CIFAR ResNet-20, fine-tuned) − scratch, paired mean ± 95% CI over seeds, "
+     "at 32 / 316 / 4,708 labels, generous budget (lesson 02)", "notebooks/02_freezing.ipynb",
+     " / ".join(_GAP % (n, n) for n in (32, 316, 4708)) + "; at 4,708: transfer "
+     "{transfer_vs_scratch/4708/transfer/0:.3f}, scratch {transfer_vs_scratch/4708/scratch/0:.3f}",
+     "Raghu et al. 2019 (retina, chest X-ray; 100k+ images): ImageNet transfer helps little; He et al. 2019 "
+     "(COCO): scratch catches up with a longer schedule"),
     ("DANN, MNIST → MNIST-M, target test accuracy (lesson 04)", "notebooks/04_dann.ipynb",
      "source-only {mnist_m_source_only:.3f} / DANN {mnist_m_dann:.3f} / train on target {mnist_m_train_on_target:.3f}",
      "Ganin et al. 2016: 0.5225 / 0.7666 / 0.9596"),
