@@ -448,7 +448,8 @@ def results_block(results: dict, alt: dict | None = None, micro: dict | None = N
                   f"THREADS=1` ({alt.get('environment', {}).get('date_utc', '?')} UTC, commit "
                   f"{str(alt.get('environment', {}).get('commit', '?'))[:7]}): one CPU thread changes only how "
                   f"float sums are rounded, yet {len(compare(results, alt))} of the {n_all} measured numbers "
-                  "differ (lessons 07 and 08 pin one thread themselves, so theirs cannot). Results that barely move "
+                  "differ (lessons 07 and 08, and lesson 02's transfer-vs-scratch runs, pin one thread themselves, so "
+                  "theirs cannot). Results that barely move "
                   "are findings; the zoo's τ values, which flip, are noise (lesson 01 measures how much)."]
     if micro:
         lines += ["", _micro_sentence(micro)]
