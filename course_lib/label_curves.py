@@ -18,9 +18,9 @@ in the same-budget comparison; ``generous_steps`` is 4× that.
 On a CPU every run uses one thread (small convolutions gain little from more, and the numbers then do
 not depend on the machine's thread count), so independent runs can go to parallel processes
 (``shard``; ``tools/warm_caches.py`` uses one per core).  Each run is cached on its own
-(``<data_dir>/cache/curves/<recipe>_<numerics>/``), keyed by the recipe, the profile and the numerics
-(``config.numerics_tag``): lesson 08 reads what lesson 02 trained, and a cache hit is what a fresh run here
-would print.
+(``<data_dir>/cache/curves/<profile>_<recipe key>_<numerics>/``), keyed by the profile, the recipe and the
+numerics (``cpu1t``: one pinned CPU thread, or the accelerator's type): lesson 08 reads what lesson 02
+trained, and a cache hit is what a fresh run here would print.
 """
 
 from __future__ import annotations
@@ -134,8 +134,8 @@ def _train(kind, x, y, val, test, recipe, seed, device) -> list[tuple[int, float
     gen, batch, step, trace = torch.Generator().manual_seed(seed), min(recipe.batch_size, len(y)), 0, []
     while step < recipe.generous_steps:
         order = torch.randperm(len(y), generator=gen)
-        for idx in order[: len(order) - len(order) % batch].split(batch):
-            loss = F.cross_entropy(model(x[idx.to(device)]), y[idx.to(device)])
+        for idx in order[: len(order) - len(order) % batch].to(device).split(batch):
+            loss = F.cross_entropy(model(x[idx]), y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
