@@ -7,6 +7,7 @@ without fine-tuning it.
   from the source head's class probabilities and the target labels.
 * ``hscore`` (Bao et al., ICIP 2019): tr(cov(f)^-1 cov(E[f | y])), how much of the feature variance
   separates the target classes.
+* ``chapter_score``: the chapter's §1.3 score, only to be compared with the three (it uses no labels).
 
 All three are higher-is-better.  A score is judged by how well it *ranks* several source models
 against their fine-tuned target accuracy (Kendall's tau), not by its absolute value.
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.stats import spearmanr
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -159,3 +161,19 @@ def hscore(features: ArrayLike, labels: ArrayLike) -> float:
     cov_f = np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
     cov_g = np.cov(g, rowvar=False).reshape(f.shape[1], f.shape[1])
     return float(np.trace(np.linalg.pinv(cov_f, rcond=1e-10, hermitian=True) @ cov_g))
+
+
+def chapter_score(source_features: ArrayLike, target_features: ArrayLike) -> float:
+    """The chapter's §1.3 "transferability score", reproduced only to be compared (lesson 01 shows why
+    it is not one: ERRATA 1.1-1.5): Spearman's ρ between the two flattened feature matrices minus 0.1 ×
+    the biased linear-kernel MMD², i.e. 0.1 × ‖mean(source) − mean(target)‖².
+
+    source_features (n, D), target_features (n, D) with the same n (the flattened ρ pairs them entry by
+    entry).  It never looks at target labels, and it grows more negative with the feature scale.
+    """
+    s = _as_numpy(source_features, "source_features", 2)
+    t = _as_numpy(target_features, "target_features", 2)
+    if s.shape != t.shape:
+        raise ValueError(f"the chapter's score pairs entries: need equal shapes, got {s.shape} and {t.shape}")
+    rho = spearmanr(s.ravel(), t.ravel())[0]
+    return float(rho - 0.1 * np.sum((s.mean(0) - t.mean(0)) ** 2))

@@ -24,9 +24,10 @@
 # **Why it cannot be done as written (ERRATA, "Exercises" 1), and what this version fixes.**
 #
 # * *Three sources give a rank correlation over n = 3 models*, which means nothing (only 6 orderings
-#   exist). Here the sources are the course's **zoo of six** ResNets (`course_lib.zoo`): the mirrored
-#   CIFAR-10 ResNet-20/32/44/56 and two ResNet-20s the course trains on MNIST digits and on Omniglot
-#   characters. ImageNet, Places365 and COCO weights are not in the offline mirror.
+#   exist; your Q4 computes what that implies). Here the sources are the **zoo of twelve** ResNets of
+#   lesson 01 (`course_lib.zoo`): the mirrored CIFAR-10 ResNet-20/32/44/56, a random-init ResNet-20 as
+#   the floor, and seven networks the course trains briefly on MNIST, MNIST-M, Omniglot and CIFAR-10.
+#   ImageNet, Places365 and COCO weights are not in the offline mirror.
 # * *"MMD score" is undefined*, and the chapter's §1.3 code is not an MMD: its kernel is linear, so it
 #   only compares means (ERRATA 1.1), its estimator is biased (1.2), it adds a meaningless Spearman of
 #   unpaired values (1.3) and mixes scales (1.4). Here **MMD** means the *unbiased squared MMD with a
@@ -35,9 +36,12 @@
 #   images. A smaller discrepancy is read as a prediction of better transfer, so the score is −MMD².
 # * *A discrepancy ignores the target labels* (ERRATA 1.5). So we also score every source with two
 #   published estimators that use them: **LEEP** (Nguyen et al. 2020) and **LogME** (You et al. 2021).
-# * *No target dataset was named*: here it is **PneumoniaMNIST** (chest X-rays, normal vs pneumonia).
-# * *No fine-tuning protocol was given*: here the "real transfer performance" of a source is the **test
-#   ROC AUC of a linear probe**: the source network frozen (BatchNorm in eval mode) and a new
+# * *No target dataset was named*: here there are the three targets of lesson 01, 1,000 labelled images
+#   each: **CIFAR-10** (natural images), **USPS** (handwritten digits) and the medical one the chapter
+#   asks for, **PneumoniaMNIST** (chest X-rays, normal vs pneumonia).
+# * *No fine-tuning protocol was given*: here the "real transfer performance" of a source is lesson 01's
+#   ground truth, the **test metric of a linear probe** (accuracy; ROC AUC on the X-rays): the source
+#   network frozen (BatchNorm in eval mode) and a new
 #   logistic-regression head (L2, C = 1, on standardised features) trained on the labelled target images,
 #   i.e. the chapter's `freeze_strategy='all'` fine-tuning, with the head fitted to convergence instead of
 #   a budget of epochs. It is deterministic, so the ranking it gives is not seed noise of a training run.
@@ -81,18 +85,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from scipy.stats import kendalltau, weightedtau
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 import course_lib
-from course_lib import adaptation, data, features, transferability, zoo
+from course_lib import adaptation, data, score_ranking, transferability, zoo
 
 cfg = course_lib.setup()
 # Which profile runs, what this notebook reads, and what the full profile downloads the first time:
-print(data.profile_note(["cifar10", "pneumoniamnist", "mnist", "omniglot", "resnet20", "resnet32", "resnet44",
-                        "resnet56"]))
+print(data.profile_note(["cifar10", "pneumoniamnist", "usps", "mnist", "mnist_m", "omniglot", "resnet20",
+                        "resnet32", "resnet44", "resnet56"]))
 
 # %% [markdown]
 # ## Part A · Four functions (autograded)
@@ -373,156 +374,136 @@ except ValueError:
 # %% [markdown]
 # ## Part B · The experiment
 #
-# **Target data.** A fixed random pool of PneumoniaMNIST training images (quick: 600 of 4,708; full: all
-# of them) and the 624 official test images. Grayscale 28×28 becomes 3×32×32 with `features.to_rgb`.
+# **The zoo's outputs.** Lesson 01 ran every source once (frozen, eval mode) over the three targets and
+# over 500 test images of its own source data, and cached the penultimate features (·, 64), the
+# source-class probabilities and the labels (`zoo.outputs`). We read that cache: no network runs here.
+# Your first run outside CI fills it (a few minutes on a CPU, seconds on a GPU).
 
 # %%
-N_POOL = cfg.pick(600, None)  # None: the whole training split
-N_LABELLED = cfg.pick(400, 2000)  # labelled target images per resample
-N_MMD = cfg.pick(200, 500)  # images per side for the MMD
-N_RESAMPLES = cfg.pick(5, 10)
-
-pneu = {s: data.load("pneumoniamnist", s) for s in ("train", "test")}
-keep = torch.arange(len(pneu["train"]))
-if N_POOL is not None:
-    keep = torch.randperm(len(pneu["train"]), generator=torch.Generator().manual_seed(cfg.seed))[:N_POOL].sort().values
-pool_x, pool_y = features.to_rgb(pneu["train"].images[keep], 32), pneu["train"].labels[keep]
-test_x, test_y = features.to_rgb(pneu["test"].images, 32), pneu["test"].labels
-print(f"pool {tuple(pool_x.shape)}, labels {pool_y.bincount().tolist()} | test {tuple(test_x.shape)}, "
-      f"labels {test_y.bincount().tolist()} | classes {pneu['train'].classes}")
-
-# %% [markdown]
-# **One forward pass per source.** Each source network runs once (eval mode, no gradients) over the pool,
-# the test images and `N_MMD` test images of its own source dataset, giving penultimate features (·, 64)
-# and source-class probabilities. The two course-made sources are trained on first use and cached
-# (`zoo.load`).
-
-# %%
-SOURCES = list(zoo.SOURCES)
-outputs = {}
-for name in tqdm(SOURCES, desc="forward passes"):
-    net = zoo.load(name, device=cfg.device)
-    pool_f, pool_p = zoo.source_outputs(net, pool_x, device=cfg.device)
-    test_f, _ = zoo.source_outputs(net, test_x, device=cfg.device)
-    src_x, _ = zoo.source_images(name, "test", N_MMD, seed=cfg.seed)
-    src_f, _ = zoo.source_outputs(net, src_x, device=cfg.device)
-    outputs[name] = {"pool_f": pool_f, "pool_p": pool_p, "test_f": test_f, "src_f": src_f.double()}
-for name, o in outputs.items():
-    print(f"{name:19s} source data {zoo.SOURCES[name].dataset:9s} Z = {o['pool_p'].shape[1]:3d} source classes")
+SOURCES, TARGETS = list(zoo.SOURCES), zoo.TARGETS
+outputs = {name: zoo.outputs(name, device=cfg.device) for name in tqdm(SOURCES, desc="zoo outputs")}
+for t in TARGETS:
+    o = outputs[SOURCES[0]][t]
+    print(f"{t:15s} labelled {tuple(o['train_f'].shape)} features, test {len(o['test_y'])} images, "
+          f"{int(o['train_y'].max()) + 1} classes")
 
 # %% [markdown]
 # **Your functions against the course's tested ones**, on these real features, before we rely on them:
 
 # %%
-o = outputs["cifar10-resnet20"]
-torch.testing.assert_close(mmd2_rbf(o["src_f"], o["pool_f"][:N_MMD].double()),
-                           adaptation.mmd2(o["src_f"], o["pool_f"][:N_MMD].double()))
-assert abs(leep(o["pool_p"], pool_y) - transferability.leep(o["pool_p"], pool_y)) < 1e-6
-_a, _b = np.random.default_rng(cfg.seed).random((2, 6))
+o, N_MMD = outputs["cifar10-resnet20"], 200
+torch.testing.assert_close(mmd2_rbf(o["source_f"][:N_MMD].double(), o["usps"]["train_f"][:N_MMD].double()),
+                           adaptation.mmd2(o["source_f"][:N_MMD].double(), o["usps"]["train_f"][:N_MMD].double()))
+assert abs(leep(o["usps"]["train_p"], o["usps"]["train_y"]) - transferability.leep(o["usps"]["train_p"], o["usps"]["train_y"])) < 1e-6
+_a, _b = np.random.default_rng(cfg.seed).random((2, 12))
 assert abs(kendall_tau(_a, _b) - kendalltau(_a, _b)[0]) < 1e-12
 print("mmd2_rbf, leep and kendall_tau agree with course_lib / scipy")
 
 # %% [markdown]
-# **Scores and probes.** How stable is the ranking? We draw `N_RESAMPLES` labelled sets of
-# `N_LABELLED` images from the pool (the same set for every source within a resample). On each, for every
-# source: −MMD² (the first `N_MMD` labelled images against the source images), LogME
-# (`transferability.logme`, on the features and labels), LEEP (yours), and the linear probe trained on
-# that set and scored on the 624 test images (AUC, and accuracy at p = 0.5).
+# **Scores and probes, over redrawn labelled sets.** How much of a τ is the method, and how much the
+# luck of the labelled set? We draw `N_RESAMPLES` labelled sets of 500 of the 1,000 labelled images (the
+# same set for every source within a resample). On each, for every source and target: −MMD² (yours;
+# the first `N_MMD` labelled images against `N_MMD` source images), LogME (`transferability.logme`),
+# LEEP (yours), and the ground truth: the linear probe fitted on that set and scored on the test images
+# (`score_ranking.probe`, the probe of lesson 01).
 
 # %%
-def evaluate_source(o: dict, idx: torch.Tensor) -> dict[str, float]:
-    """The three scores and the linear probe's test AUC / accuracy of one source, on the labelled pool rows idx."""
-    f, y = o["pool_f"][idx], pool_y[idx]
-    scaler = StandardScaler().fit(f.numpy())
-    probe = LogisticRegression(C=1.0, max_iter=2000).fit(scaler.transform(f.numpy()), y.numpy())
-    p = probe.predict_proba(scaler.transform(o["test_f"].numpy()))[:, 1]
-    return {"-MMD²": -mmd2_rbf(o["src_f"], f[:N_MMD].double()).item(), "LogME": transferability.logme(f, y),
-            "LEEP": leep(o["pool_p"][idx], y), "AUC": roc_auc_score(test_y.numpy(), p),
-            "acc": float(((p > 0.5) == test_y.numpy()).mean())}
+N_RESAMPLES, N_SUBSET = cfg.pick(5, 10), 500
+SCORES = ["-MMD²", "LogME", "LEEP"]
+
+
+def evaluate_source(o_src: dict, t: str, idx: torch.Tensor) -> dict[str, float]:
+    """The three scores and the probe's test metric of one source on target t, on labelled rows idx."""
+    o = o_src[t]
+    f, y = o["train_f"][idx], o["train_y"][idx]
+    probs = score_ranking.probe(f, y, o["test_f"])
+    return {"-MMD²": -mmd2_rbf(o_src["source_f"][:N_MMD].double(), f[:N_MMD].double()).item(),
+            "LogME": transferability.logme(f, y), "LEEP": leep(o["train_p"][idx], y),
+            "truth": score_ranking.probe_metric(o["test_y"], probs)}
 
 
 gen = torch.Generator().manual_seed(cfg.seed)
-resamples = []  # one {source: row} per resample
+resamples = {t: [] for t in TARGETS}  # per target, one {source: row} per resample
 for r in tqdm(range(N_RESAMPLES), desc="resamples"):
-    idx = torch.randperm(len(pool_y), generator=gen)[:N_LABELLED]
-    resamples.append({name: evaluate_source(outputs[name], idx) for name in SOURCES})
+    idx = torch.randperm(zoo.N_LABELLED, generator=gen)[:N_SUBSET]
+    for t in TARGETS:
+        resamples[t].append({name: evaluate_source(outputs[name], t, idx) for name in SOURCES})
 
-SCORES, COLS = ["-MMD²", "LogME", "LEEP"], ["-MMD²", "LogME", "LEEP", "AUC", "acc"]
-print(f"resample 0 ({N_LABELLED} labelled target images):")
-print(f"{'source':19s}" + "".join(f"{c:>9s}" for c in COLS))
-for name, row in resamples[0].items():
-    print(f"{name:19s}" + "".join(f"{row[c]:9.4f}" for c in COLS))
-auc_all = np.array([[res[n]["AUC"] for n in SOURCES] for res in resamples])  # (resamples, sources)
-print(f"\nlinear-probe test AUC over resamples: {auc_all.mean():.3f} (range {auc_all.min():.3f}-{auc_all.max():.3f})"
-      f"  |  MedMNIST v2 paper, ResNet-18 (28 px) trained from scratch on all 4,708 images: AUC 0.944, ACC 0.854"
-      f" (a different protocol)")
-
-# %% [markdown]
-# **Rank correlation with the probe's AUC**, per resample, with your τ and scipy's weighted τ, and the
-# exact p-value of your Q4 for the resample-0 τ (one-sided: how often a score unrelated to the ranking
-# would do at least as well).
-
-# %%
-taus = {s: np.array([kendall_tau([res[n][s] for n in SOURCES], [res[n]["AUC"] for n in SOURCES])
-                     for res in resamples]) for s in SCORES}
-wtaus = {s: np.array([weightedtau([res[n][s] for n in SOURCES], [res[n]["AUC"] for n in SOURCES])[0]
-                      for res in resamples]) for s in SCORES}
-n_src = len(SOURCES)
-print(f"{'score':7s} {'tau (r0)':>9s} {'p (r0)':>7s} {'weighted (r0)':>14s}   tau over {N_RESAMPLES} resamples")
-for s in SCORES:
-    print(f"{s:7s} {taus[s][0]:+9.3f} {tau_p_value(taus[s][0], n_src):7.3f} {wtaus[s][0]:+14.3f}   "
-          f"mean {taus[s].mean():+.2f}, range {taus[s].min():+.2f} to {taus[s].max():+.2f}")
+taus = {t: {s: np.array([kendall_tau([res[n][s] for n in SOURCES], [res[n]["truth"] for n in SOURCES])
+                         for res in resamples[t]]) for s in SCORES} for t in TARGETS}
+wtaus = {t: {s: np.array([weightedtau([res[n][s] for n in SOURCES], [res[n]["truth"] for n in SOURCES])[0]
+                          for res in resamples[t]]) for s in SCORES} for t in TARGETS}
+for t in TARGETS:
+    truth = np.array([[res[n]["truth"] for n in SOURCES] for res in resamples[t]])
+    print(f"\n{t}: probe metric {truth.min():.3f}-{truth.max():.3f} over sources and resamples")
+    for s in SCORES:
+        print(f"  {s:6s} Kendall tau {taus[t][s].mean():+.2f} ± {taus[t][s].std(ddof=1):.2f} (sd over "
+              f"{N_RESAMPLES} resamples)   weighted tau {wtaus[t][s].mean():+.2f} ± {wtaus[t][s].std(ddof=1):.2f}")
 print("\nFor reference (papers' observations on their benchmarks, not measured here): LogME and LEEP are judged by the")
 print("weighted Kendall tau against fine-tuned accuracy over zoos of 10+ models; in TLlib's re-run LEEP's tau is")
 print("negative on some targets (Aircraft: -0.26).")
 
-fig, axes = plt.subplots(1, 4, figsize=(14, 3.2))
-for ax, s in zip(axes, SCORES):
-    sc = [resamples[0][n][s] for n in SOURCES]
-    ax.scatter(sc, auc_all[0])
-    for x_, y_, n in zip(sc, auc_all[0], SOURCES):
-        ax.annotate(n.replace("-resnet", "-"), (x_, y_), fontsize=7)
-    ax.set_xlabel(s), ax.set_title(f"resample 0: τ = {taus[s][0]:+.2f}", fontsize=9)
-axes[0].set_ylabel("linear-probe test AUC")
-for i, s in enumerate(SCORES):
-    axes[3].plot([i] * N_RESAMPLES, taus[s], "o", alpha=0.6)
-axes[3].axhline(0, color="gray", lw=0.8)
-axes[3].set_xticks(range(len(SCORES)), SCORES), axes[3].set_ylabel("Kendall τ"), axes[3].set_ylim(-1.05, 1.05)
-axes[3].set_title(f"τ in each of {N_RESAMPLES} resamples", fontsize=9)
+# %%
+fig, axes = plt.subplots(1, len(TARGETS), figsize=(13, 3.4), sharey=True)
+for ax, t in zip(axes, TARGETS):
+    for i, s in enumerate(SCORES):
+        ax.plot([i] * N_RESAMPLES, taus[t][s], "o", alpha=0.6, color=f"C{i}")
+        ax.errorbar(i + 0.15, taus[t][s].mean(), yerr=taus[t][s].std(ddof=1), fmt="k_", capsize=4)
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set_xticks(range(len(SCORES)), SCORES), ax.set_title(t, fontsize=10), ax.set_ylim(-1.05, 1.05)
+axes[0].set_ylabel(f"Kendall τ, each of {N_RESAMPLES} resamples")
 fig.tight_layout()
+
+# %% [markdown]
+# **How large must τ be?** Your Q4 answers it for the chapter's three sources: even a perfect ranking
+# of 3 models happens by chance once in 6. With 12 sources the same question has 12! orderings; scipy's
+# `kendalltau` gives the p-value (exact for n = 12 without ties).
+
+# %%
+print(f"P(tau >= 1 | 3 sources, no skill) = {tau_p_value(1.0, 3):.3f}   (the chapter's exercise)")
+for t in TARGETS:
+    res = resamples[t][0]
+    p = {s: kendalltau([res[n][s] for n in SOURCES], [res[n]["truth"] for n in SOURCES], alternative="greater")[1]
+         for s in SCORES}
+    print(f"{t:15s} resample 0, one-sided p of tau: " + "   ".join(f"{s} {v:.4f}" for s, v in p.items()))
 
 # %% [markdown]
 # **What holds, and what does not.**
 #
-# * **The MMD sees the input domain, not the task.** The grayscale sources (MNIST digits, Omniglot
-#   strokes) are *much* farther from the X-rays than the CIFAR sources, although X-rays are grayscale
-#   too: the discrepancy tracks the black-background images those networks were trained on. Whether that
-#   predicts the probe's ranking is a separate question, and the numbers above answer it differently in
-#   different resamples.
-# * **With six sources, τ is a coarse and noisy measurement.** τ moves in steps of 2/15 ≈ 0.13 (one
-#   swapped pair), and redrawing the labelled set changes every score's τ by at least two such steps
-#   over the resamples. By your Q4, even τ = 0.6 would happen with probability about 0.07 for a score
-#   that knows nothing. The AUCs of the four CIFAR sources lie within 0.07 of each other in every
-#   resample, so their order is easy to flip. Other seeds (`course_lib.setup(seed=1)`, …) give other
-#   τ values; try it. We therefore assert no sign and no ordering of the τ values: n is small.
-# * What would make the comparison conclusive: more sources (the LogME paper ranks zoos of 10+ models),
-#   several targets, and fine-tuned results averaged over seeds. Try it in the full profile, or add
-#   deeper fine-tuning (`finetune.freeze(net, "partial")` + `strategies.train_classifier`) as the
-#   ground truth.
+# * **On CIFAR-10 and USPS, the label-based scores rank the zoo, the discrepancy does not.** LogME's τ
+#   beats −MMD²'s in every resample, by far more than the spread from one labelled set to the next
+#   (asserted below). A discrepancy sees only how far apart the source and target inputs are.
+# * **On the X-rays it is the other way round**, and the data say why. −MMD² ranks the random-init
+#   network first or second on every target: a network that has learned nothing maps every image to
+#   similar features, so it sees no domain gap. On CIFAR-10 that is badly wrong (random features give the
+#   worst probe); on the X-rays random features come within a few points of the best source (lesson 01),
+#   so it costs little there. And the two weakest X-ray probes, the sources trained on MNIST-M and on
+#   Omniglot strokes, are among the four that −MMD² ranks last: their own images look least like an
+#   X-ray. Domain distance predicts transfer where the domain gap is what separates the sources, not
+#   where the features' quality does. A score that wins on one target out of three is not a
+#   transferability score; LogME is the one that holds where there is something to rank.
+# * **Why 12 sources and 3 targets, not 3 and 1:** your Q4. With 3 sources no τ is significant; with 12,
+#   the p-values printed above separate skill from luck on the targets where the sources differ.
 
 # %%
-mmd = {n: -np.mean([res[n]["-MMD²"] for res in resamples]) for n in SOURCES}
-cifar, gray = [n for n in SOURCES if n.startswith("cifar10")], ["mnist-resnet20", "omniglot-resnet20"]
-spread = [max(res[n]["AUC"] for n in cifar) - min(res[n]["AUC"] for n in cifar) for res in resamples]
-print(f"MMD² to the X-rays: CIFAR sources <= {max(mmd[n] for n in cifar):.3f}, "
-      f"MNIST / Omniglot sources >= {min(mmd[n] for n in gray):.3f}")
-print(f"tau range over resamples: {', '.join(f'{s} {np.ptp(taus[s]):.2f}' for s in SCORES)}; "
-      f"CIFAR sources' AUC spread per resample: max {max(spread):.3f}")
-assert len(SOURCES) >= 6 and all(-1 <= t <= 1 for s in SCORES for t in taus[s])
-assert all(res[n]["LEEP"] <= 0 for res in resamples for n in SOURCES)
-# the small-n arithmetic behind "assert no sign": tau = 0.6 is not significant at 5% with 6 sources
-assert n_src == 6 and 0.05 < tau_p_value(0.6, n_src) < 0.1 and tau_p_value(11 / 15, n_src) < 0.05
-if cfg.quick:  # the measured claims above, in the quick profile
-    assert min(mmd[n] for n in gray) > 1.5 * max(mmd[n] for n in cifar)
-    assert all(np.ptp(taus[s]) >= 2 * 2 / 15 - 1e-9 for s in SCORES)  # every tau moves by two swapped pairs or more
-    assert max(spread) < 0.07
+mmd_rank = {t: np.argsort(np.argsort([-np.mean([res[n]["-MMD²"] for res in resamples[t]]) for n in SOURCES]))
+            for t in TARGETS}  # 0 = ranked first by -MMD²
+diff = {t: taus[t]["LogME"] - taus[t]["-MMD²"] for t in TARGETS}
+for t in TARGETS:
+    print(f"{t:15s} tau(LogME) - tau(-MMD²): {diff[t].mean():+.2f} ± {diff[t].std(ddof=1):.2f} over resamples; "
+          f"random init ranked #{mmd_rank[t][SOURCES.index('random-resnet20')] + 1} of {len(SOURCES)} by -MMD²")
+assert len(SOURCES) >= 10 and all(-1 <= v <= 1 for t in TARGETS for s in SCORES for v in taus[t][s])
+assert all(res[n]["LEEP"] <= 0 for t in TARGETS for res in resamples[t] for n in SOURCES)
+assert abs(tau_p_value(1.0, 3) - 1 / 6) < 1e-12
+for t in ("cifar10", "usps"):  # the signal: far larger than the spread over labelled sets
+    assert diff[t].min() > 0 and diff[t].mean() > 3 * diff[t].std(ddof=1), (t, diff[t])
+    assert taus[t]["LogME"].mean() > 0.5
+assert diff["pneumoniamnist"].mean() < 0  # the X-rays favour the discrepancy, as explained above
+assert all(mmd_rank[t][SOURCES.index("random-resnet20")] < 2 for t in TARGETS)
+cifar_truth = [np.mean([res[n]["truth"] for res in resamples["cifar10"]]) for n in SOURCES]
+assert SOURCES[int(np.argmin(cifar_truth))] == "random-resnet20"  # the worst CIFAR-10 probe
+pneu_truth = [np.mean([res[n]["truth"] for res in resamples["pneumoniamnist"]]) for n in SOURCES]
+weakest = {SOURCES[i] for i in np.argsort(pneu_truth)[:2]}
+print(f"weakest X-ray probes: {sorted(weakest)}")
+assert weakest == {"mnist_m-resnet20", "omniglot-resnet20"}
+assert all(mmd_rank["pneumoniamnist"][SOURCES.index(n)] >= len(SOURCES) - 4 for n in weakest)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -13,22 +15,33 @@ from course_lib.models import cifar_resnet
 @pytest.fixture
 def tiny_recipe(monkeypatch):
     """Train course-made sources on 24 images for one epoch: the tests check plumbing, not accuracy."""
-    monkeypatch.setitem(zoo.RECIPES, "quick", {"n_images": 24, "epochs": 1, "batch_size": 8, "lr": 1e-3})
+    monkeypatch.setitem(zoo.RECIPES, "quick", {"batch_size": 8, "lr": 1e-3})
+    for name, spec in zoo.SOURCES.items():
+        monkeypatch.setitem(zoo.SOURCES, name, dataclasses.replace(spec, quick=(24, 1)))
 
 
-def test_zoo_has_at_least_six_sources_with_known_datasets():
+def test_zoo_sources_differ_in_depth_task_and_training_length_with_a_random_floor():
     from course_lib.data import NAMES
 
-    assert len(zoo.SOURCES) >= 6
-    assert {s.dataset for s in zoo.SOURCES.values()} <= set(NAMES)
-    assert sum(s.trained_by_course for s in zoo.SOURCES.values()) >= 2
+    specs = list(zoo.SOURCES.values())
+    assert len(specs) >= 10
+    assert {s.dataset for s in specs} <= set(NAMES) and len({s.dataset for s in specs}) >= 4
+    assert len({s.depth for s in specs}) >= 3
+    assert [s.kind for s in specs].count("random") == 1 and sum(s.trained_by_course for s in specs) >= 5
+    course = [s for s in specs if s.trained_by_course]
+    assert len({s.quick for s in course}) >= 2 and len({s.full for s in course}) >= 2
+    assert any(s.groups is not None for s in course)  # a source task that regroups its classes
+    with pytest.raises(ValueError, match="Unknown target"):
+        zoo.target_splits("imagenet")
 
 
 def test_unknown_source():
     with pytest.raises(ValueError, match="Unknown source"):
         zoo.load("imagenet-resnet50")
-    with pytest.raises(ValueError, match="mirrored checkpoint"):
+    with pytest.raises(ValueError, match="not trained by the course"):
         zoo.train_source("cifar10-resnet20")
+    with pytest.raises(ValueError, match="not trained by the course"):
+        zoo.train_source("random-resnet20")
 
 
 def test_source_outputs_shapes_and_probabilities():
@@ -79,10 +92,60 @@ def test_course_source_is_trained_once_cached_and_leaves_the_rng_alone(fake_mirr
     monkeypatch.setattr(zoo, "train_source", no_training)
     again = zoo.load("mnist-resnet20")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
-    torch.set_num_threads(2)  # the key names the thread count: another count is not served this cache
-    assert zoo.cache_path("mnist-resnet20") != path and path.name.endswith(f"_quick_cpu1t.v{zoo.CACHE_VERSION}.pt")
-    with pytest.raises(AssertionError, match="must not be retrained"):
-        zoo.load("mnist-resnet20")
+    torch.set_num_threads(2)  # sources train on one thread whatever the count, so the cache serves every count
+    assert zoo.cache_path("mnist-resnet20") == path and path.name.endswith(f"_quick_cpu1t.v{zoo.CACHE_VERSION}.pt")
+    zoo.load("mnist-resnet20")
+    assert zoo.cache_path("mnist-resnet20", device="cuda").name.endswith(f"_quick_cuda.v{zoo.CACHE_VERSION}.pt")
+
+
+def test_training_uses_one_thread_and_restores_the_count(fake_mirror, tiny_recipe, monkeypatch):
+    seen = []
+    real = zoo.train_classifier
+    monkeypatch.setattr(zoo, "train_classifier", lambda *a, **k: (seen.append(torch.get_num_threads()), real(*a, **k)))
+    torch.set_num_threads(2)
+    zoo.train_source("mnist-resnet20", progress=False)
+    assert seen == [1] and torch.get_num_threads() == 2
+
+
+def test_random_source_is_a_seeded_initialisation(fake_mirror):
+    torch.manual_seed(5)
+    before = torch.rand(2)
+    torch.manual_seed(5)
+    a, b = zoo.load("random-resnet20"), zoo.load("random-resnet20")
+    assert torch.equal(torch.rand(2), before)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    trained = cifar_resnet(20, pretrained=True)
+    assert not torch.equal(a.conv1.weight, trained.conv1.weight) and not a.training
+
+
+def test_regrouped_source_sees_two_classes(fake_mirror):
+    x, y = zoo.source_images("animals-vehicles-resnet20", "train", n=30)
+    assert x.shape[1:] == (3, 32, 32) and set(y.tolist()) <= {0, 1} and len(set(y.tolist())) == 2
+    assert zoo.source_classes("animals-vehicles-resnet20") == ["animal", "vehicle"]
+    assert zoo.recipe("animals-vehicles-resnet20", "quick")["n_images"] == zoo.SOURCES["animals-vehicles-resnet20"].quick[0]
+
+
+def test_outputs_cover_every_target_and_are_cached(fake_mirror, monkeypatch):
+    monkeypatch.setattr(zoo, "TARGETS", ("cifar10", "usps"))
+    monkeypatch.setattr(zoo, "N_LABELLED", 8)
+    monkeypatch.setattr(zoo, "N_SOURCE_IMAGES", 4)
+    splits = zoo.target_splits("cifar10")
+    assert len(splits["train"][1]) == 8 and splits["train"][0].shape[1:] == (3, 32, 32)
+    train_rows = {tuple(v.flatten()[:64].tolist()) for v in splits["train"][0]}
+    assert not train_rows & {tuple(v.flatten()[:64].tolist()) for v in splits["test"][0]}  # disjoint images
+    out = zoo.outputs("cifar10-resnet20", progress=False)
+    assert out["source_f"].shape == (4, 64)
+    for t in ("cifar10", "usps"):
+        o = out[t]
+        assert o["train_f"].shape == (8, 64) and o["train_p"].shape == (8, 10) and o["train_y"].shape == (8,)
+        assert o["test_f"].shape == (len(o["test_y"]), 64)
+    monkeypatch.setattr(zoo, "load", lambda *a, **k: pytest.fail("cached outputs must not rerun the network"))
+    again = zoo.outputs("cifar10-resnet20")
+    assert torch.equal(again["usps"]["test_f"], out["usps"]["test_f"])
+    path = zoo.outputs_path("cifar10-resnet20")
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ChecksumError):
+        zoo.outputs("cifar10-resnet20")
 
 
 def test_training_is_deterministic(fake_mirror, tiny_recipe):

@@ -49,11 +49,18 @@ METRICS: dict[str, dict[str, str]] = {
     "notebooks/01_transferability.ipynb": {
         "probe_auc": "{k: r['auc'] for k, r in probes.items()}",
         "probe_acc": "{k: r['acc'] for k, r in probes.items()}",
-        "zoo_finetuned_test_auc": "{n: results[n]['test AUC'] for n in SOURCES}",
-        "zoo_kendall_tau": "{m: t[0] for m, t in taus.items()}",
-        "zoo_weighted_tau": "{m: t[1] for m, t in taus.items()}",
-        "zoo_kendall_tau_bootstrap_90": "tau_ci",  # test-set resampling only
-        "zoo_best_source_changes_pct": "best_changes / 10",
+        "zoo_probe_truth": "{t: dict(zip(SOURCES, v)) for t, v in truth.items()}",
+        # target -> score -> [value, lo90, hi90] (bootstrap of the test set)
+        "zoo_kendall_tau": "{t: {m: [a['tau'], a['tau_lo90'], a['tau_hi90']] for m, a in d.items()} "
+                           "for t, d in agree.items()}",
+        "zoo_weighted_tau": "{t: {m: [a['wtau'], a['wtau_lo90'], a['wtau_hi90']] for m, a in d.items()} "
+                            "for t, d in agree.items()}",
+        "zoo_weighted_tau_mean": "{m: a['wtau'] for m, a in mean_all.items()}",
+        "zoo_weighted_tau_mean_ci90": "{m: [a['wtau_lo90'], a['wtau_hi90']] for m, a in mean_all.items()}",
+        "zoo_rankable_targets": "RANKABLE",
+        "zoo_weighted_tau_mean_rankable": "{m: [a['wtau'], a['wtau_lo90'], a['wtau_hi90']] "
+                                          "for m, a in mean_rankable.items()}",
+        "zoo_scale_check_weighted_tau": "{t: {k: v['wtau'] for k, v in c.items()} for t, c in scale_checks.items()}",
     },
     "notebooks/02_freezing.ipynb": {
         "bn_trap_cifar_acc_before": "before_acc",
@@ -111,9 +118,9 @@ METRICS: dict[str, dict[str, str]] = {
         "teacher_student_param_ratio": "n_teacher / n_student",
     },
     "solutions/ex1_transferability.ipynb": {
-        "probe_auc_mean": "auc_all.mean()",
-        "kendall_tau_mean": "{s: v.mean() for s, v in taus.items()}",
-        "weighted_tau_mean": "{s: v.mean() for s, v in wtaus.items()}",
+        "kendall_tau_mean": "{t: {s: v.mean() for s, v in d.items()} for t, d in taus.items()}",
+        "weighted_tau_mean": "{t: {s: v.mean() for s, v in d.items()} for t, d in wtaus.items()}",
+        "logme_minus_mmd_tau_mean_sd": "{t: [d.mean(), d.std(ddof=1)] for t, d in diff.items()}",
     },
     "solutions/ex2_strategies_vs_size.ipynb": {
         "test_auc_mean": "{k: v[0] for k, v in summary.items()}",
@@ -143,6 +150,8 @@ METRICS: dict[str, dict[str, str]] = {
 # top-level keys of the results file: name -> (notebook, metric); None where that notebook failed or was not run
 SUMMARY: dict[str, tuple[str, str]] = {
     "transfer_vs_scratch": ("notebooks/02_freezing.ipynb", "transfer_vs_scratch"),
+    "zoo_weighted_tau": ("notebooks/01_transferability.ipynb", "zoo_weighted_tau"),
+    "zoo_weighted_tau_mean": ("notebooks/01_transferability.ipynb", "zoo_weighted_tau_mean"),
 }
 
 EXTRACT_CELL = '''\
@@ -376,9 +385,14 @@ ROWS = [
      "fine-tuned {breast_test/transfer: fine-tuned/auc:.3f} / {breast_test/transfer: fine-tuned/acc:.3f}; "
      "from scratch {breast_test/from scratch/auc:.3f} / {breast_test/from scratch/acc:.3f}",
      "MedMNIST v2, ResNet-18 (28 px) from scratch: 0.901 / 0.863"),
-    ("Transferability scores vs fine-tuned AUC over the 6-model zoo, weighted Kendall τ (lesson 01)",
+    ("Transferability scores vs a linear probe over the 12-model zoo, weighted Kendall τ, mean over 3 targets "
+     "(CIFAR-10, USPS, PneumoniaMNIST); on CIFAR-10 with its 90% bootstrap interval (lesson 01)",
      "notebooks/01_transferability.ipynb",
-     "LogME {zoo_weighted_tau/LogME:+.3f}, LEEP {zoo_weighted_tau/LEEP:+.3f}",
+     "mean: LogME {zoo_weighted_tau_mean/LogME:+.3f}, LEEP {zoo_weighted_tau_mean/LEEP:+.3f}, H-score "
+     "{zoo_weighted_tau_mean/H-score:+.3f}, chapter's score {zoo_weighted_tau_mean/chapter:+.3f}; CIFAR-10: LogME "
+     "{zoo_weighted_tau/cifar10/LogME/0:+.3f} [{zoo_weighted_tau/cifar10/LogME/1:+.3f}, "
+     "{zoo_weighted_tau/cifar10/LogME/2:+.3f}], chapter's {zoo_weighted_tau/cifar10/chapter/0:+.3f} "
+     "[{zoo_weighted_tau/cifar10/chapter/1:+.3f}, {zoo_weighted_tau/cifar10/chapter/2:+.3f}]",
      "LogME paper: scores judged by weighted τ over 10+ model zoos; TLlib's re-run: LEEP τ −0.26 on Aircraft"),
     ("Omniglot 5-way 1-shot / 5-shot accuracy, MAML (lesson 07)", "notebooks/07_meta_distillation.ipynb",
      "{five_way_acc_mean/MAML | 1:.3f} / {five_way_acc_mean/MAML | 5:.3f}",
