@@ -57,7 +57,7 @@ METRICS: dict[str, dict[str, str]] = {
                             "for t, d in agree.items()}",
         "zoo_weighted_tau_mean": "{m: a['wtau'] for m, a in mean_all.items()}",
         "zoo_weighted_tau_mean_ci90": "{m: [a['wtau_lo90'], a['wtau_hi90']] for m, a in mean_all.items()}",
-        "zoo_rankable_targets": "RANKABLE",
+        "zoo_rankable": "{t: float(t in RANKABLE) for t in zoo.TARGETS}",
         "zoo_weighted_tau_mean_rankable": "{m: [a['wtau'], a['wtau_lo90'], a['wtau_hi90']] "
                                           "for m, a in mean_rankable.items()}",
         "zoo_scale_check_weighted_tau": "{t: {k: v['wtau'] for k, v in c.items()} for t, c in scale_checks.items()}",
@@ -462,9 +462,8 @@ def results_block(results: dict, alt: dict | None = None, micro: dict | None = N
                   f"THREADS=1` ({alt.get('environment', {}).get('date_utc', '?')} UTC, commit "
                   f"{str(alt.get('environment', {}).get('commit', '?'))[:7]}): one CPU thread changes only how "
                   f"float sums are rounded, yet {len(compare(results, alt))} of the {n_all} measured numbers "
-                  "differ (lessons 07 and 08, and lesson 02's transfer-vs-scratch runs, pin one thread themselves, so "
-                  "theirs cannot). Results that barely move "
-                  "are findings; the zoo's τ values, which flip, are noise (lesson 01 measures how much)."]
+                  "differ (lessons 07 and 08, lesson 02's transfer-vs-scratch runs and lesson 01's zoo pin one thread "
+                  "themselves, so theirs cannot). Results that barely move are findings; results that flip are noise."]
     if micro:
         lines += ["", _micro_sentence(micro)]
     return lines
