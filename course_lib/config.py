@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,6 +97,19 @@ def cpu_threads(profile: str, device: torch.device) -> int | None:
             raise ValueError(f"COURSE_THREADS={env!r} is not a positive integer; unset it or use e.g. 2.")
         return int(env)
     return QUICK_THREADS if profile == "quick" and device.type == "cpu" else None
+
+
+@contextmanager
+def one_thread_on_cpu(device: torch.device | str) -> Iterator[None]:
+    """Run a block with one torch thread when ``device`` is a CPU (the runs whose caches every thread count
+    shares: the zoo, ``label_curves``), and restore the thread count afterwards, even on an exception."""
+    threads = torch.get_num_threads()
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def numerics_tag(device: torch.device | str = "cpu") -> str:

@@ -113,13 +113,8 @@ def train_run(kind: str, x: torch.Tensor, y: torch.Tensor, val: tuple[torch.Tens
     and thread count are left untouched."""
     if x.ndim != 4 or x.shape[1] != 3 or len(x) != len(y):
         raise ValueError(f"need images (n, 3, H, W) and labels (n,), got {tuple(x.shape)} and {tuple(y.shape)}")
-    threads = torch.get_num_threads()
-    if torch.device(device).type == "cpu":
-        torch.set_num_threads(1)
-    try:
+    with config.one_thread_on_cpu(device):
         return _train(kind, x, y, val, test, recipe, seed, device)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(kind, x, y, val, test, recipe, seed, device) -> list[tuple[int, float, float]]:

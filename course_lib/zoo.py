@@ -125,21 +125,6 @@ def cache_path(name: str, profile: str | None = None, data_dir: str | Path | Non
     return root / "cache" / "zoo" / f"{name}_{config.resolve_profile(profile)}_{_tag(device)}.v{CACHE_VERSION}.pt"
 
 
-class _OneThreadOnCPU:
-    """Run a block with one torch thread when ``device`` is a CPU, and restore the count afterwards."""
-
-    def __init__(self, device: torch.device | str):
-        self.cpu = torch.device(device).type == "cpu"
-
-    def __enter__(self):
-        self.threads = torch.get_num_threads()
-        if self.cpu:
-            torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.threads)
-
-
 def train_source(name: str, profile: str | None = None, data_dir: str | Path | None = None,
                  device: torch.device | str = "cpu", progress: bool = True) -> tuple[models.CifarResNet, dict]:
     """Train a course-made source from scratch with ``recipe(name, profile)``; returns (model, info).
@@ -154,7 +139,7 @@ def train_source(name: str, profile: str | None = None, data_dir: str | Path | N
     r = recipe(name, profile)
     x, y = source_images(name, "train", r["n_images"], TRAIN_SEED, profile, data_dir)
     classes = source_classes(name, profile, data_dir)
-    with torch.random.fork_rng(devices=[]), _OneThreadOnCPU(device):
+    with torch.random.fork_rng(devices=[]), config.one_thread_on_cpu(device):
         torch.manual_seed(TRAIN_SEED)
         model = models.cifar_resnet(_spec(name).depth, pretrained=False, num_classes=len(classes)).to(device)
         train_classifier(model, x, y, r["epochs"], r["lr"], r["batch_size"], TRAIN_SEED, progress,
@@ -256,7 +241,7 @@ def outputs(name: str, profile: str | None = None, data_dir: str | Path | None =
     if saved is not None:
         return saved
     net = load(name, profile, data_dir, device, progress)
-    with _OneThreadOnCPU(device):
+    with config.one_thread_on_cpu(device):
         src_x, _ = source_images(name, "test", N_SOURCE_IMAGES, TRAIN_SEED, profile, data_dir)
         out: dict = {"source_f": source_outputs(net, src_x, device=device)[0]}
         for target in TARGETS:
