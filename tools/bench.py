@@ -65,7 +65,10 @@ METRICS: dict[str, dict[str, str]] = {
     "notebooks/02_freezing.ipynb": {
         "bn_trap_cifar_acc_before": "before_acc",
         "bn_trap_cifar_acc_after": "after_acc",
-        "strategy_test_acc_mean": "{k: sum(v) / len(v) for k, v in results.items()}",
+        # section 4, the strategy grid: target -> strategy -> labels -> [mean, 95% half-width] over seeds
+        "strategy_test_acc": "{t: {s: {n: stats.t_ci(acc[t][s, n]) for n in BUDGETS} for s in STRATEGIES} "
+                             "for t in TARGETS}",
+        "strategy_paired_gap": "{f'{t}: {a} - {b}': dict(zip(BUDGETS, g)) for (t, a, b), g in gap.items()}",
         # timings measured inside the notebook (not deterministic)
         "seconds_backbone_every_epoch": "t_live",
         "seconds_cached_features": "t_cached",
@@ -123,8 +126,8 @@ METRICS: dict[str, dict[str, str]] = {
         "logme_minus_mmd_tau_mean_sd": "{t: [d.mean(), d.std(ddof=1)] for t, d in diff.items()}",
     },
     "solutions/ex2_strategies_vs_size.ipynb": {
-        "test_auc_mean": "{k: v[0] for k, v in summary.items()}",
-        "partial_minus_discriminative": "gap",
+        "test_auc": "{f'{t}/{s}/{n}': v for (t, s, n), v in summary.items()}",
+        "paired_auc_difference": "{f'{t}/{a} - {b}/{n}': v for (t, a, b, n), v in diff.items()}",
     },
     "solutions/ex3_dann_sweep.ipynb": {
         "target_val_acc": "val_acc",

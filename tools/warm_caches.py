@@ -2,9 +2,9 @@
 
 Usage: python tools/warm_caches.py [--profile quick|full] [--workers K]
 
-Today that is the zoo's sources and their outputs on the ranking targets (``zoo.outputs``, lesson 01 and
-Exercise 1) and ``label_curves.transfer_vs_scratch``, the transfer-vs-scratch experiment that lessons 02 and
-08 read.  On a CPU both use one thread per run, so K processes (default: one per core, at most 4) work on
+Today that is ``strategy_grid.grid`` (freezing strategies against label budgets, lesson 02 and Exercise 2),
+the zoo's sources and their outputs on the ranking targets (``zoo.outputs``, lesson 01 and Exercise 1) and
+``label_curves.transfer_vs_scratch``, the transfer-vs-scratch experiment that lessons 02 and 08 read.  On a CPU both use one thread per run, so K processes (default: one per core, at most 4) work on
 disjoint shards in parallel.  What is cached already is skipped; the wall time is printed.
 """
 
@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from course_lib import config, label_curves, zoo
+from course_lib import config, label_curves, strategy_grid, zoo
 
 
 def main(argv: list[str]) -> int:
@@ -30,6 +30,7 @@ def main(argv: list[str]) -> int:
     profile, device = config.resolve_profile(args.profile), config.default_device()
     if args.shard:
         i, k = args.shard
+        strategy_grid.grid(profile, device, progress=False, shard=(i, k))
         for name in list(zoo.SOURCES)[i::k]:
             zoo.outputs(name, profile, device=device, progress=False)
         label_curves.transfer_vs_scratch(profile, device, progress=False, shard=tuple(args.shard))
@@ -42,9 +43,11 @@ def main(argv: list[str]) -> int:
         print("warm_caches: a worker failed", file=sys.stderr)
         return 1
     runs = label_curves.transfer_vs_scratch(profile, device, progress=False)
+    cells = strategy_grid.grid(profile, device, progress=False)
     for name in zoo.SOURCES:
         zoo.outputs(name, profile, device=device, progress=False)
-    print(f"warm_caches: {len(zoo.SOURCES)} zoo sources' outputs and transfer vs scratch, {len(runs)} runs cached ({profile}, {device.type}, "
+    print(f"warm_caches: {len(cells)} strategy-grid runs, {len(zoo.SOURCES)} zoo sources' outputs and "
+          f"transfer vs scratch, {len(runs)} runs cached ({profile}, {device.type}, "
           f"{workers} worker(s)) in {time.perf_counter() - start:.0f} s")
     return 0
 
