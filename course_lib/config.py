@@ -4,7 +4,7 @@ Every notebook starts with ``cfg = course_lib.setup()``.  The same notebook then
 profiles:
 
 * ``quick``: a 2-core CPU (and CI).  Small, deterministic splits carved from the offline mirror,
-  few epochs; each lesson finishes in about 90 s.  On a CPU, torch uses ``QUICK_THREADS`` (2) threads
+  few epochs; each lesson is sized for at most 60 s, each exercise solution for 90 s.  On a CPU, torch uses ``QUICK_THREADS`` (2) threads
   whatever the core count, because float sums, and so the printed numbers, depend on the thread count:
   a laptop with 8 cores then prints what CI prints.  ``$COURSE_THREADS`` overrides it.
 * ``full``: a Colab GPU.  Official splits, downloaded when missing, real training budgets.

@@ -49,7 +49,7 @@
 
 # %% [markdown]
 # **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
-# CPU-sized training (every lesson is sized for about 90 s on a 2-core CPU); `full` uses the official
+# CPU-sized training (every lesson is sized for at most 60 s on a 2-core CPU, every exercise for 90 s); `full` uses the official
 # splits and real training budgets, and is the default whenever a GPU is present, so on Colab. The setup
 # cell below prints which profile runs, what this notebook reads, and what `full` downloads the first
 # time, with sizes. For a fast pass on Colab, write `course_lib.setup("quick")` in that cell.
@@ -245,7 +245,8 @@ for strategy in ("partial", "discriminative"):
     mine = run(strategy, "pneumoniamnist", SIZES[0], 0)
     print(f"{strategy}: max |Δp| between your run and the grid's: "
           f"{(mine - runs['pneumoniamnist', strategy, SIZES[0], 0]).abs().max():.1e}")
-    assert torch.allclose(mine, runs["pneumoniamnist", strategy, SIZES[0], 0], atol=1e-5)
+    # exact on a CPU; a GPU's atomic-add kernels (e.g. the pooling's backward) make two runs differ slightly
+    assert torch.allclose(mine, runs["pneumoniamnist", strategy, SIZES[0], 0], atol=1e-5 if cfg.device.type == "cpu" else 0.05)
 
 # %% [markdown]
 # **Summary with your `mean_ci`**: test ROC AUC per strategy and size, mean ± 95% CI over the seeds. AUC

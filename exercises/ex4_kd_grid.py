@@ -36,7 +36,7 @@
 
 # %% [markdown]
 # **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
-# CPU-sized training (every lesson is sized for about 90 s on a 2-core CPU); `full` uses the official
+# CPU-sized training (every lesson is sized for at most 60 s on a 2-core CPU, every exercise for 90 s); `full` uses the official
 # splits and real training budgets, and is the default whenever a GPU is present, so on Colab. The setup
 # cell below prints which profile runs, what this notebook reads, and what `full` downloads the first
 # time, with sizes. For a fast pass on Colab, write `course_lib.setup("quick")` in that cell.

@@ -32,7 +32,7 @@
 
 # %% [markdown]
 # **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
-# CPU-sized training (every lesson is sized for about 90 s on a 2-core CPU); `full` uses the official
+# CPU-sized training (every lesson is sized for at most 60 s on a 2-core CPU, every exercise for 90 s); `full` uses the official
 # splits and real training budgets, and is the default whenever a GPU is present, so on Colab. The setup
 # cell below prints which profile runs, what this notebook reads, and what `full` downloads the first
 # time, with sizes. For a fast pass on Colab, write `course_lib.setup("quick")` in that cell.
@@ -360,7 +360,8 @@ with config.one_thread_on_cpu(cfg.device):  # the grid's runs use one CPU thread
 p_library = strategy_grid.train_run("partial", pool_x[idx], pool_y[idx], xray_test_x, grid_recipe, seed, cfg.device)
 print(f"partial, {n} X-rays, seed {seed}: test accuracy {((p_inline > 0.5).long() == xray_test_y).float().mean():.3f} "
       f"inline, max |Δp| vs the library {(p_inline - p_library).abs().max():.1e}")
-assert torch.allclose(p_inline, p_library, atol=1e-5)
+# exact on a CPU; a GPU's atomic-add kernels (e.g. the pooling's backward) make two runs differ slightly
+assert torch.allclose(p_inline, p_library, atol=1e-5 if cfg.device.type == "cpu" else 0.05)
 
 # %%
 STRATEGIES = ("frozen", "partial", "full", "scratch")
@@ -370,7 +371,8 @@ runs = strategy_grid.grid(device=cfg.device, strategies=STRATEGIES)
 test_y = {t: strategy_grid.target_data(t)[3] for t in TARGETS}
 acc = {t: strategy_grid.scores(runs, test_y[t], t) for t in TARGETS}  # (strategy, n) -> [accuracy per seed]
 print(f"{len(runs)} runs read or trained in {time.perf_counter() - t_start:.0f} s")
-assert torch.equal(runs["pneumoniamnist", "partial", n, seed], p_library)  # the cached cell is the run above
+assert torch.allclose(runs["pneumoniamnist", "partial", n, seed], p_library,  # the cached cell is the run above
+                      atol=1e-5 if cfg.device.type == "cpu" else 0.05)
 BUDGETS = grid_recipe.sizes
 for t, title in TARGETS.items():
     print(f"\n{title}  (test accuracy, mean ± 95% CI over {len(grid_recipe.seeds)} seeds)")

@@ -480,7 +480,7 @@ def render_readme(results: dict, alt: dict | None = None, micro: dict | None = N
     lines = ["## Results", "", *results_block(results, alt, micro), "",
              "Seconds: wall time of each notebook, kernel start included, with the course's caches in "
              "`$COURSE_DATA_DIR/cache` warm (lessons 04 and 05 and Exercise 3 reuse cached digit-adaptation runs; "
-             "the model zoo is cached too). Budgets: lessons 90 s, solutions 120 s.", "",
+             "the model zoo is cached too). Budgets: lessons 60 s, solutions 90 s.", "",
              "| notebook | seconds | status |", "|---|---:|---|"]
     for name, rec in results.get("notebooks", {}).items():
         flag = budget_flag(name, rec["seconds"]).strip() if rec.get("seconds") is not None else ""

@@ -8,7 +8,7 @@ profile): the notebooks take their CUDA code paths on the CPU, and a device mix-
 The committed notebooks are never executed in place (that would add outputs and upset Jupytext's
 pairing): they are copied to build/nbval/ first.  nbval runs with --nbval-lax (only cells marked
 NBVAL_CHECK_OUTPUT compare outputs; every cell must still run without error) and --nbval-current-env.
-Budgets in the quick profile: 90 s per lesson (notebooks/), 120 s per solution (solutions/); the runtime
+Budgets in the quick profile: 60 s per lesson (notebooks/), 90 s per solution (solutions/); the runtime
 table marks a notebook over its budget (a report only: it never fails the run).
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD = ROOT / "build" / "nbval"
-BUDGETS_S = {"notebooks": 90.0, "solutions": 120.0}  # quick profile, per notebook
+BUDGETS_S = {"notebooks": 60.0, "solutions": 90.0}  # quick profile, per notebook
 
 
 def main(argv: list[str]) -> int:
@@ -65,13 +65,13 @@ def main(argv: list[str]) -> int:
 
 
 def budget_flag(name: str, seconds: float) -> str:
-    """The marker "  OVER 90 s budget" for a lesson ("notebooks/x.ipynb") over budget (120 s: solutions), else ""."""
+    """The marker "  OVER 60 s budget" for a lesson ("notebooks/x.ipynb") over budget (90 s: solutions), else ""."""
     budget = BUDGETS_S.get(name.split("/")[0])
     return f"  OVER {budget:.0f} s budget" if budget is not None and seconds > budget else ""
 
 
 def print_table(times: dict[str, dict]) -> None:
-    print("\nNotebook runtimes (seconds, kernel start included; budgets: lessons 90 s, solutions 120 s)")
+    print("\nNotebook runtimes (seconds, kernel start included; budgets: lessons 60 s, solutions 90 s)")
     print(f"{'notebook':<48} {'seconds':>8}  status")
     for name, row in sorted(times.items()):
         print(f"{name:<48} {row['seconds']:>8.1f}  {row['outcome']}{budget_flag(name, row['seconds'])}")
