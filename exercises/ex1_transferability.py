@@ -290,9 +290,9 @@ for t in TARGETS:
 #   network first or second on every target: a network that has learned nothing maps every image to
 #   similar features, so it sees no domain gap. On CIFAR-10 that is badly wrong (random features give the
 #   worst probe); on the X-rays random features come within a few points of the best source (lesson 01),
-#   so it costs little there. And the two weakest X-ray probes, the sources trained on MNIST-M and on
-#   Omniglot strokes, are among the four that −MMD² ranks last: their own images look least like an
-#   X-ray. Domain distance predicts transfer where the domain gap is what separates the sources, not
+#   so it costs little there. And the two weakest X-ray probes (printed below: two of the sources trained
+#   on digits or Omniglot strokes; which two depends on the machine that trained the zoo) are among the
+#   four that −MMD² ranks last: their own images look least like an X-ray. Domain distance predicts transfer where the domain gap is what separates the sources, not
 #   where the features' quality does. A score that wins on one target out of three is not a
 #   transferability score; LogME is the one that holds where there is something to rank.
 # * **Why 12 sources and 3 targets, not 3 and 1:** your Q4. With 3 sources no τ is significant; with 12,
@@ -318,5 +318,5 @@ assert SOURCES[int(np.argmin(cifar_truth))] == "random-resnet20"  # the worst CI
 pneu_truth = [np.mean([res[n]["truth"] for res in resamples["pneumoniamnist"]]) for n in SOURCES]
 weakest = {SOURCES[i] for i in np.argsort(pneu_truth)[:2]}
 print(f"weakest X-ray probes: {sorted(weakest)}")
-assert weakest == {"mnist_m-resnet20", "omniglot-resnet20"}
+assert weakest <= {"mnist-resnet20", "mnist-resnet20-long", "mnist-resnet32", "mnist_m-resnet20", "omniglot-resnet20"}
 assert all(mmd_rank["pneumoniamnist"][SOURCES.index(n)] >= len(SOURCES) - 4 for n in weakest)

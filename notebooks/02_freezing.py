@@ -401,10 +401,11 @@ fig.tight_layout()
 # Where they **agree**:
 #
 # * *Similar task → feature extraction.* On animals vs vehicles the frozen features are the best
-#   strategy at every budget. They beat full fine-tuning significantly at every budget, by about 7 points
-#   with 20 labels and about 2 with 320: the lead shrinks as labels grow, which is where the table's
-#   "more labels → fine-tune" starts to apply. Partial fine-tuning never beats them either. And they beat
-#   training from scratch by at least 15 points everywhere.
+#   strategy at every budget. They beat full fine-tuning on average at every budget, significantly from
+#   80 labels on, and the lead shrinks as labels grow (printed below: several points with 20 labels, about
+#   2 with 320), which is where the table's "more labels → fine-tune" starts to apply. Partial fine-tuning
+#   never beats them on average either. And they beat training from scratch by at least 15 points
+#   everywhere.
 # * *Dissimilar task → fine-tune deeper.* On chest X-rays the frozen features are the weakest way to reuse
 #   the source: full fine-tuning beats them by 4 to 6 points on average at every budget (significantly
 #   from 80 labels on), and partial fine-tuning beats them on average at every budget.
@@ -414,11 +415,11 @@ fig.tight_layout()
 # * *"Few labels (< 1,000) → feature extraction"* holds only for the similar task. On the dissimilar one
 #   full fine-tuning already wins with 20 labels (10 per class): the size rule and the similarity rule are
 #   not independent, and with a dissimilar target similarity wins.
-# * *"Dissimilar → light transfer or from scratch"*: the frozen CIFAR features are worth about nothing
-#   over scratch on X-rays (within ±4 points at every budget, and at least 10 points less than they are
-#   worth on the similar task with the same number of labels), yet fully fine-tuned CIFAR weights are
-#   ahead of scratch on average at every budget. What transfers to X-rays is a good *starting point*, not
-#   good *features*.
+# * *"Dissimilar → light transfer or from scratch"*: the frozen CIFAR features are no better than
+#   training from scratch on X-rays (never more than 4 points ahead, and at least 10 points less than
+#   they are worth on the similar task with the same number of labels), yet fully fine-tuned CIFAR
+#   weights are ahead of scratch on average at every budget. What transfers to X-rays is a good
+#   *starting point*, not good *features*.
 #
 # The fine-tune-vs-scratch gap on X-rays is the noisiest number here (a 270,000-parameter network trained
 # from random weights on 20–320 images, with no early stopping). Section 5 measures it properly: AUC,
@@ -433,14 +434,15 @@ for (t, a, b), g in gap.items():
     print(f"{t:17s} {a:>7s} − {b:<7s}", "  ".join(f"{n}: {m:+.3f} ±{h:.3f}" for n, (m, h) in zip(BUDGETS, g)))
 significant = lambda g: all(m - h > 0 for m, h in g)
 # agree: similar task -> feature extraction; fine-tuning closes in as labels grow
-assert significant(gap[SIM, "frozen", "full"]) and gap[SIM, "frozen", "full"][-1][0] < gap[SIM, "frozen", "full"][0][0]
+assert all(m > 0 for m, _ in gap[SIM, "frozen", "full"]) and significant(gap[SIM, "frozen", "full"][1:])
+assert gap[SIM, "frozen", "full"][-1][0] < gap[SIM, "frozen", "full"][0][0]
 assert all(m >= 0 for m, _ in gap[SIM, "frozen", "partial"])
-assert all(m - h >= 0.10 and m >= 0.15 for m, h in gap[SIM, "frozen", "scratch"])
+assert all(m >= 0.15 for m, _ in gap[SIM, "frozen", "scratch"]) and significant(gap[SIM, "frozen", "scratch"])
 # agree: dissimilar task -> fine-tune deeper layers; disagree: even with the fewest labels
 assert all(m >= 0.03 for m, _ in gap[DIS, "full", "frozen"]) and significant(gap[DIS, "full", "frozen"][1:])
 assert all(m > 0 for m, _ in gap[DIS, "partial", "frozen"])
 # disagree: frozen features are worth about nothing over scratch on X-rays, fine-tuned weights are ahead
-assert all(abs(m) < 0.04 for m, _ in gap[DIS, "frozen", "scratch"])
+assert all(m < 0.04 for m, _ in gap[DIS, "frozen", "scratch"])
 assert all(s[0] - d[0] >= 0.10 for s, d in zip(gap[SIM, "frozen", "scratch"], gap[DIS, "frozen", "scratch"]))
 assert all(m > 0 for m, _ in gap[DIS, "full", "scratch"])
 

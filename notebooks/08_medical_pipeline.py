@@ -437,8 +437,8 @@ fig.tight_layout()
 #   0.05 of that of the same network with random weights (which of the two is higher is printed below; in
 #   our runs the pretrained one was slightly *lower*). For a linear head, frozen CIFAR features are no
 #   better than random ones on X-rays: CIFAR-10 objects at 32 px are far from chest X-rays. Lesson 02
-#   (section 4) measured the same with labels: a head on the frozen CIFAR features is within ±4 accuracy
-#   points of a network trained from scratch on X-rays, while on a CIFAR-like target it leads by 15 or more.
+#   (section 4) measured the same with labels: a head on the frozen CIFAR features is no better than a
+#   network trained from scratch on X-rays, while on a CIFAR-like target it leads by 15 points or more.
 # * Consistently, training only the head is the weakest way to use them, below fine-tuning and below
 #   training from scratch: the features have to adapt. Section 7 shows that the pretrained weights still
 #   help as a *starting point* for fine-tuning, which LogME, a score of frozen features, cannot see.
