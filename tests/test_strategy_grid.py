@@ -113,3 +113,16 @@ def test_grid_can_read_a_subset_of_strategies(fake_mirror, monkeypatch):
     assert {k[1] for k in runs} == {"frozen"} and len(runs) == len(sg.TARGETS)
     with pytest.raises(ValueError, match="strategies"):
         sg.grid("quick", progress=False, strategies=["freeze all"])
+
+
+@pytest.mark.parametrize("strategy", sg.STRATEGIES)
+def test_train_run_on_a_cuda_device_matches_the_cpu(fake_mirror, strategy):
+    """Under fake_cuda() the run takes its CUDA code paths on the CPU: inputs stay on the CPU, the result too."""
+    from fakecuda import fake_cuda
+
+    x, y = _toy(8, 0)
+    tx, _ = _toy(6, 1)
+    on_cpu = sg.train_run(strategy, x, y, tx, TINY, seed=0)
+    with fake_cuda():
+        on_cuda = sg.train_run(strategy, x, y, tx, TINY, seed=0, device="cuda")
+    assert on_cuda.device.type == "cpu" and torch.allclose(on_cuda, on_cpu, atol=1e-5)
