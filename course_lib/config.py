@@ -4,14 +4,17 @@ Every notebook starts with ``cfg = course_lib.setup()``.  The same notebook then
 profiles:
 
 * ``quick``: a 2-core CPU (and CI).  Small, deterministic splits carved from the offline mirror,
-  few epochs; each lesson is sized for at most 60 s, each exercise solution for 90 s.  On a CPU, torch uses ``QUICK_THREADS`` (2) threads
-  whatever the core count, because float sums, and so the printed numbers, depend on the thread count:
-  a laptop with 8 cores then prints what CI prints.  ``$COURSE_THREADS`` overrides it.
+  few epochs; each lesson is sized for at most 60 s, each exercise solution for 90 s.  On a CPU, torch
+  uses ``QUICK_THREADS`` (2) threads whatever the core count, because float sums, and so the printed
+  numbers, depend on the thread count: a laptop with 8 cores then prints what CI prints.
+  ``$COURSE_THREADS`` overrides it.
 * ``full``: a Colab GPU.  Official splits, downloaded when missing, real training budgets.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 from collections.abc import Iterator
@@ -110,6 +113,20 @@ def one_thread_on_cpu(device: torch.device | str) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def one_thread_tag(device: torch.device | str) -> str:
+    """The cache tag of work run under ``one_thread_on_cpu``: ``"cpu1t"`` on a CPU, else the device type
+    (``"cuda"``), so one cache serves every thread count."""
+    dev = torch.device(device)
+    return "cpu1t" if dev.type == "cpu" else dev.type
+
+
+def settings_digest(settings: dict, ignore: tuple[str, ...] = ()) -> str:
+    """10 hex digits of the sha256 of ``settings`` (JSON, sorted keys) without the keys in ``ignore``: a
+    cache key for what fixes a run's numbers."""
+    kept = {k: v for k, v in settings.items() if k not in ignore}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def numerics_tag(device: torch.device | str = "cpu") -> str:

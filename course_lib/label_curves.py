@@ -25,8 +25,6 @@ trained, and a cache hit is what a fresh run here would print.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -61,8 +59,7 @@ class Recipe:
     def key(self) -> str:
         """What fixes one run's numbers (not which label counts and seeds are run): extending the grid
         reuses the cached runs."""
-        train = {k: v for k, v in asdict(self).items() if k not in ("label_counts", "seeds")}
-        return hashlib.sha256(json.dumps(train, sort_keys=True).encode()).hexdigest()[:10]
+        return config.settings_digest(asdict(self), ignore=("label_counts", "seeds"))
 
 
 RECIPES = {"quick": Recipe((32, 100, 316, 1000, 4708), tuple(range(8)), 100, 400, 50, batch_size=32),
@@ -153,8 +150,7 @@ def at_budget(trace: list[tuple[int, float, float]], steps: int) -> float:
 def cache_dir(profile: str, device: torch.device | str = "cpu", data_dir: str | Path | None = None) -> Path:
     """``<data_dir>/cache/curves/<profile>_<recipe key>_<numerics>.v<N>/``: one file per run."""
     root = Path(data_dir) if data_dir is not None else config.data_dir()
-    dev = torch.device(device)
-    numerics = "cpu1t" if dev.type == "cpu" else dev.type  # runs pin one CPU thread (train_run)
+    numerics = config.one_thread_tag(device)  # runs pin one CPU thread (train_run)
     return root / "cache" / "curves" / f"{profile}_{RECIPES[profile].key()}_{numerics}.v{CACHE_VERSION}"
 
 

@@ -30,8 +30,6 @@ scratch network's) weights and the batch order.  On a CPU each run pins one thre
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -67,8 +65,7 @@ class Recipe:
 
     def key(self) -> str:
         """What fixes one run's numbers (not which sizes and seeds run), so a larger grid reuses the cache."""
-        train = {k: v for k, v in asdict(self).items() if k not in ("sizes", "seeds")}
-        return hashlib.sha256(json.dumps(train, sort_keys=True).encode()).hexdigest()[:10]
+        return config.settings_digest(asdict(self), ignore=("sizes", "seeds"))
 
 
 RECIPES = {"quick": Recipe((20, 80, 320), tuple(range(5)), 25),
@@ -149,9 +146,8 @@ def train_run(strategy: str, x: torch.Tensor, y: torch.Tensor, test_x: torch.Ten
 def cache_dir(profile: str, device: torch.device | str = "cpu", data_dir: str | Path | None = None) -> Path:
     """``<data_dir>/cache/strategy_grid/<profile>_<recipe key>_<numerics>.v<N>/``: one file per run."""
     root = Path(data_dir) if data_dir is not None else config.data_dir()
-    dev = torch.device(device)
-    numerics = "cpu1t" if dev.type == "cpu" else dev.type
-    return root / "cache" / "strategy_grid" / f"{profile}_{RECIPES[profile].key()}_{numerics}.v{CACHE_VERSION}"
+    key = f"{profile}_{RECIPES[profile].key()}_{config.one_thread_tag(device)}"
+    return root / "cache" / "strategy_grid" / f"{key}.v{CACHE_VERSION}"
 
 
 def grid(profile: str | None = None, device: torch.device | str = "cpu", data_dir: str | Path | None = None,

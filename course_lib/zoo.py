@@ -86,12 +86,6 @@ def _spec(name: str) -> Source:
     return SOURCES[name]
 
 
-def _tag(device: torch.device | str) -> str:
-    """Cache tag: on a CPU the zoo always trains and evaluates with one thread (``cpu1t``)."""
-    dev = torch.device(device)
-    return "cpu1t" if dev.type == "cpu" else dev.type
-
-
 def recipe(name: str, profile: str | None = None) -> dict:
     """How a course-made source is trained: n_images (None = all), epochs, batch_size, lr."""
     n, epochs = getattr(_spec(name), config.resolve_profile(profile))
@@ -122,7 +116,8 @@ def cache_path(name: str, profile: str | None = None, data_dir: str | Path | Non
                device: torch.device | str = "cpu") -> Path:
     """``<data_dir>/cache/zoo/<name>_<profile>_<cpu1t|cuda>.v<N>.pt``."""
     root = Path(data_dir) if data_dir is not None else config.data_dir()
-    return root / "cache" / "zoo" / f"{name}_{config.resolve_profile(profile)}_{_tag(device)}.v{CACHE_VERSION}.pt"
+    tag = f"{config.resolve_profile(profile)}_{config.one_thread_tag(device)}"
+    return root / "cache" / "zoo" / f"{name}_{tag}.v{CACHE_VERSION}.pt"
 
 
 def train_source(name: str, profile: str | None = None, data_dir: str | Path | None = None,
@@ -225,7 +220,7 @@ def target_splits(target: str, profile: str | None = None,
 def outputs_path(name: str, profile: str | None = None, data_dir: str | Path | None = None,
                  device: torch.device | str = "cpu") -> Path:
     root = Path(data_dir) if data_dir is not None else config.data_dir()
-    tag = f"{config.resolve_profile(profile)}_{_tag(device)}"
+    tag = f"{config.resolve_profile(profile)}_{config.one_thread_tag(device)}"
     return root / "cache" / "zoo" / f"outputs_{name}_{tag}.v{CACHE_VERSION}.{OUTPUTS_VERSION}.pt"
 
 

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from synthetic import bright_square
 
 from course_lib import label_curves as lc
 from course_lib.stats import t_ci
@@ -38,19 +39,10 @@ def test_at_budget_picks_best_validation_checkpoint_within_budget():
         lc.at_budget(trace, 10)
 
 
-def _toy(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Class 1 has a bright square; class 0 does not (synthetic, for unit tests only)."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 2
-    x = torch.rand(n, 3, 32, 32, generator=g) * 0.3
-    x[y == 1, :, 8:24, 8:24] += 0.6
-    return x, y
-
-
 def test_train_run_learns_and_is_deterministic():
     recipe = lc.Recipe((16,), (0,), 10, 20, 10, batch_size=16)
-    x, y = _toy(32, 0)
-    val, test = _toy(40, 1), _toy(40, 2)
+    x, y = bright_square(32, 0)
+    val, test = bright_square(40, 1), bright_square(40, 2)
     before = torch.random.get_rng_state()
     a = lc.train_run("scratch", x, y, val, test, recipe, seed=0)
     assert torch.equal(before, torch.random.get_rng_state())  # the global RNG is untouched
