@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -170,13 +170,16 @@ def teacher_logits(teacher: nn.Module, images: torch.Tensor, batch_size: int = 2
 def train_student(student: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int, *,
                   cached_logits: torch.Tensor | None = None, teacher: nn.Module | None = None,
                   T: float = 4.0, alpha: float = 0.9, lr: float = 2e-3, batch_size: int = 128,
-                  seed: int = 0, progress: bool = True, desc: str = "student") -> list[dict]:
+                  seed: int = 0, progress: bool = True, desc: str = "student",
+                  loss_fn: Callable[..., torch.Tensor] | None = None) -> list[dict]:
     """Adam with a cosine-annealed learning rate (per step) on images (N, 3, H, W) and labels (N,).
 
     * neither ``cached_logits`` nor ``teacher``: from scratch, plain cross-entropy;
     * labels of ``UNLABELLED`` (−1): images only the soft term learns from (distillation only);
     * ``cached_logits`` (N, C): distilled with ``kd_loss(T, alpha)`` from logits computed once;
-    * ``teacher``: distilled, running the (frozen) teacher on every batch.
+    * ``teacher``: distilled, running the (frozen) teacher on every batch;
+    * ``loss_fn(student_logits, teacher_logits, targets, T, alpha) -> total``: a distillation loss to use
+      instead of ``kd_loss`` (e.g. one written in an exercise); its history has ``soft`` = ``hard`` = NaN.
 
     With the same ``seed`` every variant starts from the weights ``student`` holds and sees the same
     batches in the same order, so runs differ only in their loss.  Returns one dict per epoch with
@@ -190,6 +193,8 @@ def train_student(student: nn.Module, images: torch.Tensor, labels: torch.Tensor
         raise ValueError("training from scratch needs a label for every image; UNLABELLED images need a teacher")
     if cached_logits is not None and cached_logits.shape[0] != len(images):
         raise ValueError(f"cached_logits must be (N, C) with N = {len(images)}, got {tuple(cached_logits.shape)}")
+    if loss_fn is not None and cached_logits is None and teacher is None:
+        raise ValueError("loss_fn is a distillation loss: pass cached_logits or teacher with it")
     if teacher is not None:
         freeze_teacher(teacher)
     distil = cached_logits is not None or teacher is not None
@@ -208,7 +213,11 @@ def train_student(student: nn.Module, images: torch.Tensor, labels: torch.Tensor
             if distil:
                 with torch.no_grad():
                     t_logits = teacher(x) if teacher is not None else cached_logits[idx].to(device)
-                parts = kd_loss(logits, t_logits, y, T, alpha)
+                if loss_fn is None:
+                    parts = kd_loss(logits, t_logits, y, T, alpha)
+                else:
+                    nan = torch.full((), float("nan"))
+                    parts = KDLoss(loss_fn(logits, t_logits, y, T, alpha), nan, nan)
             else:
                 hard = hard_loss(logits, y)
                 parts = KDLoss(hard, torch.zeros(()), hard)

@@ -1,16 +1,17 @@
 """Few-shot episodes, MAML with functional inner loops, and a working meta-distillation (lesson 07).
 
 * ``EpisodeSampler``: seeded N-way K-shot episodes from a labelled image set; every episode relabels
-  its classes 0..N-1 in a random order, and support and query never share an image.
+  its classes 0..N-1 in a random order, and support and query never share an image
+  (``sample_indices`` gives the same episodes as indices, for methods that embed every image once).
 * ``conv4``: the 4-block conv net of MAML (conv 3×3, BatchNorm, ReLU, max-pool 2).  Its BatchNorm keeps
   no running statistics (as in PyTorch's ``functorch/examples/maml_omniglot``), so a functional call
   has no buffers to update and always normalises with the statistics of the batch it is given.
 * ``adapt``: the inner loop, run with ``torch.func.functional_call`` on the *current* adapted
   parameters; second order (``create_graph=True``) or first order (FOMAML).  Its loss is
   ``(1 − α) · CE(support) + α · T² · KL(teacher ‖ student)`` (α = 0: plain MAML).
-* ``PrototypeTeacher``: a frozen embedding network; its logits for an episode are minus the scaled
-  squared distances to class prototypes computed from the support set, so they always refer to the
-  episode's own classes (ERRATA 7.7).
+* ``PrototypeTeacher``: a frozen embedding network (e.g. a trained ProtoNet, ``meta_grid.teacher_of``); its
+  logits for an episode are minus the scaled squared distances to class prototypes computed from the
+  support set, so they always refer to the episode's own classes (ERRATA 7.7).
 * ``meta_loss`` / ``meta_train`` / ``evaluate`` / ``mean_ci``: the outer loop and the meta-test.
 * ``head_reset``: a pretrained ``conv4`` with a fresh N-way head, for the fine-tuning baseline.
 
@@ -80,8 +81,9 @@ class EpisodeSampler:
                              f"({k_shot} support + {n_query} query); only {len(self.pools)} have that many")
         self.gen = torch.Generator().manual_seed(seed)
 
-    def sample(self) -> Episode:
-        """The next episode: N random classes (in random label order), K + Q random images of each."""
+    def sample_indices(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The next episode as indices into ``images``: support (N·K,), query (N·Q,), both ordered by label,
+        and the original classes (N,) of labels 0..N-1 (N random classes in random label order)."""
         picks = torch.randperm(len(self.pools), generator=self.gen)[:self.n_way]
         support, query = [], []
         for c in picks.tolist():
@@ -89,10 +91,14 @@ class EpisodeSampler:
             idx = pool[torch.randperm(len(pool), generator=self.gen)[:self.k_shot + self.n_query]]
             support.append(idx[:self.k_shot])
             query.append(idx[self.k_shot:])
+        return torch.cat(support), torch.cat(query), torch.tensor([self.pool_classes[c] for c in picks.tolist()])
+
+    def sample(self) -> Episode:
+        """The next episode: N random classes (in random label order), K + Q random images of each."""
+        support, query, classes = self.sample_indices()
         ways = torch.arange(self.n_way)
-        return Episode(self.images[torch.cat(support)], ways.repeat_interleave(self.k_shot),
-                       self.images[torch.cat(query)], ways.repeat_interleave(self.n_query),
-                       torch.tensor([self.pool_classes[c] for c in picks.tolist()]))
+        return Episode(self.images[support], ways.repeat_interleave(self.k_shot),
+                       self.images[query], ways.repeat_interleave(self.n_query), classes)
 
     def episodes(self, n: int) -> list[Episode]:
         """The next ``n`` episodes (a fixed test set when taken from a fresh sampler)."""
@@ -149,20 +155,22 @@ def inner_loss(logits: torch.Tensor, y: torch.Tensor, teacher_logits: torch.Tens
 class PrototypeTeacher:
     """A frozen embedding network used as a teacher for any N-way episode.
 
-    ``logits(support_x, support_y, x)`` = −scale · ‖e(x) − c_j‖², with e the L2-normalised embedding
-    and c_j the mean embedding of label j's support images: (M, N) logits over the episode's labels.
+    ``logits(support_x, support_y, x)`` = −scale · ‖e(x) − c_j‖², with e the embedding (L2-normalised
+    unless ``normalize=False``, as for a trained ProtoNet with scale 1) and c_j the mean embedding of
+    label j's support images: (M, N) logits over the episode's labels.
     The network is put in eval mode with ``requires_grad=False``; the teacher is not an ``nn.Module``,
     so it never shows up in a student's ``parameters()`` (ERRATA 7.6).
     """
 
-    def __init__(self, embedding: nn.Module, scale: float = 10.0):
+    def __init__(self, embedding: nn.Module, scale: float = 10.0, normalize: bool = True):
         self.embedding = embedding.eval().requires_grad_(False)
-        self.scale = scale
+        self.scale, self.normalize = scale, normalize
 
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """(M, C, H, W) -> unit-length embeddings (M, D)."""
-        return F.normalize(self.embedding(x).flatten(1), dim=1)
+        """(M, C, H, W) -> embeddings (M, D), unit-length if ``normalize`` (a ProtoNet's are used as they are)."""
+        e = self.embedding(x).flatten(1)
+        return F.normalize(e, dim=1) if self.normalize else e
 
     @torch.no_grad()
     def logits(self, support_x: torch.Tensor, support_y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -29,12 +29,14 @@
 #    (ERRATA 7.1–7.4, and 7.5–7.7 briefly);
 # 3. write MAML right: a functional inner loop, second order and first order, and BatchNorm that works
 #    with functional calls;
-# 4. build a teacher that fits *every* episode's classes: a pretrained embedding used as a prototype
-#    classifier;
+# 4. train a prototypical network (Snell et al. 2017), the strong baseline and a teacher that fits
+#    *every* episode's classes;
 # 5. meta-distillation done right: the teacher enters the inner loop, the query loss uses the adapted
 #    parameters;
-# 6. meta-train MAML, first-order MAML and meta-distillation, and compare them with the teacher and with
-#    fine-tuning the pretrained network, on the same meta-test episodes, with 95% confidence intervals.
+# 6. meta-train ProtoNet, MAML and meta-distillation for 3 seeds each (cached runs) and look at their
+#    learning curves;
+# 7. compare them on the same meta-test episodes, with 95% confidence intervals over episodes and over
+#    seeds, beside the papers' numbers.
 
 # %% [markdown]
 # **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
@@ -65,8 +67,6 @@ if importlib.util.find_spec("course_lib") is None:
 
 # %%
 import copy
-import textwrap
-import time
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -77,7 +77,8 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 import course_lib
-from course_lib import data, distill, meta, plots, strategies
+from course_lib import data, meta, meta_grid, plots, protonet
+from course_lib.stats import t_ci
 
 cfg = course_lib.setup()
 # Which profile runs, what this notebook reads, and what the full profile downloads the first time:
@@ -322,7 +323,7 @@ assert rel > 0.05  # the Hessian term is not negligible at initialisation
 # %% [markdown]
 # `meta.check_functional` refuses a network whose BatchNorm would update running statistics during
 # functional calls (a pretrained network with running statistics can still be adapted in eval mode,
-# where they are only read; we use that for the fine-tuning baseline):
+# where they are only read, as the ProtoNet teacher of section 4 is):
 
 # %%
 try:
@@ -333,57 +334,89 @@ except ValueError as err:
 meta.check_functional(meta.conv4(5, track_running_stats=True).eval())
 
 # %% [markdown]
-# ## 4. A teacher for every episode
+# ## 4. Prototypical networks: the strong baseline, and a teacher for every episode
 #
 # ERRATA 7.7 rules out a teacher with a fixed N-way head. What transfers across episodes is an
-# **embedding**: we train `conv4` (the same size as the student, with ordinary BatchNorm) as a standard
-# classifier of all meta-train characters (136 in quick), drop its head, and turn it into a classifier for any
-# episode the way prototypical networks do (Snell et al. 2017): each label's **prototype** c_j is the
-# mean (unit-length) embedding of its support drawings, and the teacher's logits are
-# −s·‖e(x) − c_j‖². Those logits always refer to the episode's own labels, whatever their order; and the
-# teacher never sees a meta-test character during training.
+# **embedding**, and prototypical networks (Snell et al. 2017) train one *for* few-shot classification:
+# in each training episode, label j's **prototype** c_j is the mean embedding of its support drawings, a
+# query x gets the logits −‖e(x) − c_j‖² (squared Euclidean distance), and the loss is the query
+# cross-entropy. Those logits refer to the episode's own labels, whatever their order, so the same network
+# classifies any episode with no adaptation at all. Our recipe (`meta_grid.RECIPES`):
 #
-# The teacher is frozen: `meta.PrototypeTeacher` puts the network in eval mode with
-# `requires_grad=False`, and it is not an `nn.Module`, so it is in no student's `parameters()` (7.5, 7.6).
+# * `conv4` with 64 channels and ordinary BatchNorm (running statistics, eval mode at meta-test: every test
+#   image is embedded on its own, nothing transductive);
+# * **rotations as extra classes**, as in both papers: each of the 136 meta-train characters rotated by
+#   0°, 90°, 180° and 270° gives 4 × 136 = 544 classes;
+# * **higher-way training episodes**, Snell et al.'s trick: 20-way 5-shot with 5 queries per label,
+#   although we test 5-way; Adam with learning rate 10⁻³, `proto_episodes` episodes.
 
 # %%
-PRE_EPOCHS = cfg.pick(3, 30)
-torch.manual_seed(cfg.seed)
-pretrained = meta.conv4(len(omni["train"].classes), channels=32, track_running_stats=True).to(cfg.device)
-pre_losses = strategies.train_classifier(pretrained, omni["train"].images, omni["train"].labels, PRE_EPOCHS, 1e-3,
-                                         seed=cfg.seed, desc="pretrain")
-pretrained.eval()
-print(f"{PRE_EPOCHS} epochs on {len(omni['train']):,} drawings of {len(omni['train'].classes)} characters; loss per epoch",
-      [round(v, 3) for v in pre_losses], f"| training accuracy "
-      f"{strategies.accuracy(pretrained, omni['train'].images, omni['train'].labels):.3f}")
-assert pre_losses[-1] < pre_losses[0]
+RECIPE = meta_grid.RECIPES[cfg.profile]
+train_x, train_y = meta_grid.meta_train_set()
+print(f"{len(omni['train'].classes)} characters x 4 rotations = {int(train_y.max()) + 1} classes, "
+      f"{len(train_x):,} drawings")
+plots.show_grid(train_x[torch.arange(4) * len(omni["train"]) + 7], torch.arange(4) * len(omni["train"].classes)
+                + int(omni["train"].labels[7]), ncols=4, title="one drawing, its 4 rotations: 4 classes");
 
 # %% [markdown]
-# The scale s sets how soft the teacher's probabilities are. We pick it where the teacher's own query
-# cross-entropy is lowest on *meta-train* episodes (so its soft targets are calibrated probabilities
-# rather than arbitrary numbers); the meta-test alphabets are not looked at.
+# One training step, inline: embed support and query together, build the prototypes, take the query
+# cross-entropy. We run the first `INLINE` episodes of seed 0 by hand and check that the weights equal
+# `meta_grid.train_protonet`'s after the same episodes (the cached runs below use that function).
 
 # %%
-teacher = meta.PrototypeTeacher(copy.deepcopy(pretrained[:-1]))
-calibration = meta.EpisodeSampler(omni["train"].images, omni["train"].labels, 5, 1, 15, seed=cfg.seed + 1).episodes(20)
-SCALES = [2.0, 5.0, 10.0, 20.0, 40.0]
-nll = {}
-for scale in SCALES:
-    teacher.scale = scale
-    nll[scale] = np.mean([F.cross_entropy(teacher.logits(e.support_x.to(cfg.device), e.support_y.to(cfg.device),
-                                                     e.query_x.to(cfg.device)), e.query_y.to(cfg.device)).item()
-                      for e in calibration])
-teacher.scale = min(nll, key=nll.get)
-print("teacher query cross-entropy by scale:", {sc: round(float(v), 3) for sc, v in nll.items()},
-      "-> s =", teacher.scale)
-assert nll[teacher.scale] < min(nll[SCALES[0]], nll[SCALES[-1]])  # an interior minimum, not an edge of the grid
+INLINE = 8
+
+
+def protonet_step(net, opt, episode):
+    emb = net(torch.cat([episode.support_x, episode.query_x])).flatten(1)
+    support, query = emb[:len(episode.support_x)], emb[len(episode.support_x):]
+    protos = torch.stack([support[episode.support_y == j].mean(0) for j in range(int(episode.support_y.max()) + 1)])
+    loss = F.cross_entropy(-torch.cdist(query, protos) ** 2, episode.query_y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+torch.manual_seed(0)
+by_hand = protonet.embedding(RECIPE.proto_channels).to(cfg.device).train()
+opt = torch.optim.Adam(by_hand.parameters(), lr=RECIPE.proto_lr)
+proto_sampler = meta.EpisodeSampler(train_x, train_y, RECIPE.proto_way, RECIPE.proto_shot, RECIPE.proto_query, seed=0)
+inline_losses = [protonet_step(by_hand, opt, proto_sampler.sample().to(cfg.device))
+                 for _ in tqdm(range(INLINE), desc="ProtoNet by hand", leave=False)]
+library_net, library_hist = meta_grid.train_protonet(train_x, train_y, RECIPE, 0, cfg.device, episodes=INLINE)
+print("20-way training loss per episode:", [round(v, 3) for v in inline_losses])
+assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(by_hand.state_dict().values(),
+                                                            library_net.state_dict().values()))
+assert np.allclose(inline_losses, [h["loss"] for h in library_hist], atol=1e-5)
 
 # %% [markdown]
-# Relabel the same episode in another order: the teacher's logits follow the labels (its columns are
-# permuted the same way), which a fixed 5-way head cannot do (7.7). Its parameters are frozen and it is
-# not part of the student:
+# **The cached runs.** Every expensive run of this lesson is trained once, per seed, by
+# `meta_grid.runs` (`tools/warm_caches.py` fills the cache before the notebooks run): ProtoNet, MAML and
+# meta-distillation (sections 5 and 6) for seeds 0, 1 and 2, each stored with its training history and
+# its accuracy on the meta-test episodes of section 7. On a CPU each run uses one thread, so the
+# numbers are the same whatever the session's thread count.
 
 # %%
+runs = meta_grid.runs(cfg.profile, cfg.device)
+SEEDS = RECIPE.seeds
+assert set(runs) == {(m, s) for m in meta_grid.METHODS for s in SEEDS}
+protonets = {}
+for s in SEEDS:
+    protonets[s] = protonet.embedding(RECIPE.proto_channels).to(cfg.device)
+    protonets[s].load_state_dict(runs["ProtoNet", s]["state"])
+    protonets[s].eval()
+print(f"{len(runs)} cached runs: {', '.join(meta_grid.METHODS)} x seeds {SEEDS}")
+
+# %% [markdown]
+# As a **teacher**, seed 0's trained ProtoNet gives logits −‖e(x) − c_j‖² with the scale it was trained
+# with (1, no normalisation): `meta_grid.teacher_of` wraps it in `meta.PrototypeTeacher`, which puts the
+# network in eval mode with `requires_grad=False` and is not an `nn.Module`, so it is in no student's
+# `parameters()` (7.5, 7.6). Relabel the same episode in another order: the teacher's logits follow the
+# labels (its columns are permuted the same way), which a fixed 5-way head cannot do (7.7):
+
+# %%
+teacher = meta_grid.teacher_of(protonets[0])
 perm = torch.tensor([3, 0, 4, 1, 2])  # old label j becomes perm[j]
 t_sx, t_sy, t_qx = ep1.support_x.to(cfg.device), ep1.support_y.to(cfg.device), ep1.query_x.to(cfg.device)
 original = teacher.logits(t_sx, t_sy, t_qx)
@@ -406,10 +439,14 @@ print("logits follow the relabelling: True | teacher parameters trainable:",
 # The weights summing to one matters: with CE + β·KL instead, the teacher term would also enlarge the
 # inner step, and we could not tell its knowledge apart from a larger inner learning rate.
 #
-# Inline, then checked against `meta.meta_loss`; and now scrambling the teacher *does* change the loss:
+# Inline, then checked against `meta.meta_loss` on a 5-shot episode; and now scrambling the teacher
+# *does* change the loss. (In a 1-shot episode it may not: each support image *is* its label's
+# prototype, at distance 0, so a ProtoNet teacher, real or scrambled, puts nearly all its probability on
+# the true label of every support image, and its soft term is almost the cross-entropy again. Section 7
+# measures how certain the real teacher is there.)
 
 # %%
-ALPHA, T = 0.5, 1.0  # chosen on the validation alphabet, see section 6
+ALPHA, T = RECIPE.alpha, RECIPE.T  # the weight of the teacher term and the temperature (section 6)
 
 
 def md_loss_inline(model, episode, teacher, steps, lr, alpha, T):
@@ -425,249 +462,208 @@ def md_loss_inline(model, episode, teacher, steps, lr, alpha, T):
 
 
 learner = learner.to(cfg.device)
-ep1d = ep1.to(cfg.device)
-inline = md_loss_inline(learner, ep1d, teacher, 2, 0.4, ALPHA, T)
-tested, _ = meta.meta_loss(learner, ep1d, 2, 0.4, teacher=teacher, alpha=ALPHA, T=T)
+ep5d = ep5.to(cfg.device)  # the 5-way 5-shot episode of section 2
+inline = md_loss_inline(learner, ep5d, teacher, 2, 0.4, ALPHA, T)
+tested, _ = meta.meta_loss(learner, ep5d, 2, 0.4, teacher=teacher, alpha=ALPHA, T=T)
 scrambled_teacher = copy.deepcopy(teacher)
 with torch.no_grad():
     for p in scrambled_teacher.embedding.parameters():
         p.copy_(torch.randn_like(p))
-scrambled, _ = meta.meta_loss(learner, ep1d, 2, 0.4, teacher=scrambled_teacher, alpha=ALPHA, T=T)
-no_teacher, _ = meta.meta_loss(learner, ep1d, 2, 0.4)
+scrambled, _ = meta.meta_loss(learner, ep5d, 2, 0.4, teacher=scrambled_teacher, alpha=ALPHA, T=T)
+no_teacher, _ = meta.meta_loss(learner, ep5d, 2, 0.4)
 print(f"meta-distillation query loss: inline {inline.item():.6f}, course_lib {tested.item():.6f}; with a scrambled "
       f"teacher {scrambled.item():.6f}; plain MAML {no_teacher.item():.6f}")
 assert torch.allclose(inline, tested, atol=1e-6)
 assert abs(scrambled.item() - tested.item()) > 1e-4 and abs(no_teacher.item() - tested.item()) > 1e-4
 
 # %% [markdown]
-# ## 6. Meta-training
 #
-# Three learners start from the same random initialisation and see the same episodes (5-way 1-shot,
-# `QUERY` queries per label): MAML (second order), first-order MAML, and meta-distillation with the
-# teacher above. The inner loop takes `INNER_STEPS` steps of SGD with η = 0.4 (MAML's Omniglot value),
-# both in meta-training and at meta-test (the paper trains with 1 step and tests with 3; we use the same
-# number in both, a choice made on the validation alphabet); the outer optimizer is Adam.
+
+# %% [markdown]
+# ## 6. Meta-training: learning curves
 #
-# **Budget.** Second-order meta-gradients are expensive on a CPU. The quick profile runs `STEPS`
-# meta-steps of `META_BATCH` episodes each, a few hundred episodes in all; the MAML paper used 60,000
-# meta-steps of 32 episodes on full Omniglot. The full profile (`cfg.pick`) meta-trains on 48,000 episodes.
+# MAML and meta-distillation start, per seed, from the same random `conv4` (32 channels, BatchNorm
+# without running statistics) and see the same training episodes: 5-way 1-shot with `maml_query` queries
+# per label, from the 544 rotated meta-train classes; `maml_steps` outer Adam steps (learning rate
+# 10⁻³) of `meta_batch` episodes each; one inner SGD step of η = 0.4 in meta-training and three at
+# meta-test, as in the MAML paper; second order. Meta-distillation's inner loss has its own seed's
+# ProtoNet as teacher with α = `alpha` and T = `T`. (These are fixed settings, not tuned, except MAML's
+# outer learning rate, see below; the validation alphabet is not used.)
 #
-# **Choosing α and T.** For meta-distillation we compared α = 0.5 with T = 1 and T = 4 on episodes from
-# the *validation* alphabet (Tagalog), which is never used for the results below, and kept T = 1. The
-# inner loss weighs the two terms (1 − α and α) rather than adding β·KL to the cross-entropy: an added
-# term acts like a larger inner learning rate, because when the teacher agrees with the labels both
-# gradients point the same way.
+# **Budget.** The MAML paper meta-trained for 60,000 steps of 32 episodes with 64 channels; on a CPU we
+# afford far less (printed below). The curves show the query accuracy *after adaptation* on the training
+# episodes, averaged over a sliding window, one thin line per seed and their mean in bold.
 
 # %%
-STEPS = cfg.pick(70, 3_000)
-META_BATCH = cfg.pick(4, 16)
-QUERY = cfg.pick(5, 15)
-INNER_STEPS, INNER_LR, OUTER_LR = 2, 0.4, cfg.pick(3e-3, 1e-3)
-LEARNERS = {"MAML": dict(first_order=False), "first-order MAML": dict(first_order=True),
-            "meta-distillation": dict(first_order=False, teacher=teacher, alpha=ALPHA, T=T)}
-if cfg.quick:
-    print(f"quick profile: {STEPS} meta-steps x {META_BATCH} episodes, {QUERY} queries per label; "
-          "the MAML paper: 60,000 x 32 on full Omniglot")
-print(f"{STEPS * META_BATCH:,} meta-training episodes per learner")
+print(f"ProtoNet: {RECIPE.proto_episodes} episodes of {RECIPE.proto_way}-way {RECIPE.proto_shot}-shot | "
+      f"MAML, meta-distillation: {RECIPE.maml_steps} steps x {RECIPE.meta_batch} episodes = "
+      f"{RECIPE.maml_steps * RECIPE.meta_batch:,} episodes, {RECIPE.maml_channels} channels | the MAML paper: "
+      f"60,000 x 32 = 1,920,000 episodes, 64 channels")
 
-learners, histories, seconds = {}, {}, {}
-for name, kw in LEARNERS.items():
-    torch.manual_seed(cfg.seed)
-    model = meta.conv4(5, channels=32).to(cfg.device)
-    train_sampler = meta.EpisodeSampler(omni["train"].images, omni["train"].labels, 5, 1, QUERY, seed=cfg.seed)
-    start = time.perf_counter()
-    histories[name] = meta.meta_train(model, train_sampler, STEPS, META_BATCH, INNER_STEPS, INNER_LR, OUTER_LR,
-                                      desc=name, **kw)
-    seconds[name] = time.perf_counter() - start
-    learners[name] = model
-print("seconds of meta-training:", {k: round(v, 1) for k, v in seconds.items()})
 
-# %%
-fig, ax = plt.subplots(figsize=(7, 3))
-window = max(1, STEPS // 10)
-for name, hist in histories.items():
-    acc = np.array([h["acc"] for h in hist])
-    smooth = np.convolve(acc, np.ones(window) / window, mode="valid")
-    ax.plot(np.arange(window, len(acc) + 1), smooth, label=name)
-ax.axhline(0.2, color="gray", ls=":", lw=1, label="chance (5-way)")
-ax.set_xlabel("meta-step"), ax.set_ylabel("query accuracy after adaptation"), ax.legend(fontsize=8)
-ax.set_title(f"meta-training episodes (moving average over {window} steps)", fontsize=9)
+def smooth(values, window):
+    """Moving average of a 1-D sequence over ``window`` values (the first window - 1 are dropped)."""
+    return np.convolve(np.asarray(values, dtype=float), np.ones(window) / window, mode="valid")
+
+
+curves = {m: np.array([[h["acc"] for h in runs[m, s]["history"]] for s in SEEDS]) for m in meta_grid.METHODS}
+fig, axes = plt.subplots(1, 2, figsize=(10, 3))
+for ax, methods, xlabel in ((axes[0], ["ProtoNet"], "training episode (20-way)"),
+                            (axes[1], ["MAML", "meta-distillation"], "meta-step (4 episodes, 5-way 1-shot)")):
+    for m, color in zip(methods, ("C0", "C1") if len(methods) == 2 else ("C2",)):
+        window = max(1, curves[m].shape[1] // 10)
+        for row in curves[m]:
+            ax.plot(np.arange(window, len(row) + 1), smooth(row, window), color=color, lw=0.6, alpha=0.5)
+        ax.plot(np.arange(window, curves[m].shape[1] + 1), smooth(curves[m].mean(0), window), color=color, lw=2,
+                label=f"{m} (mean of {len(SEEDS)} seeds)")
+    ax.set_xlabel(xlabel), ax.set_ylabel("query accuracy (training episodes)"), ax.legend(fontsize=8)
+axes[1].axhline(0.2, color="gray", ls=":", lw=1)
+fig.suptitle(f"learning curves, moving average over a tenth of the run", fontsize=9)
 plt.show()
-for name, hist in histories.items():
-    first, last = (np.mean([h["acc"] for h in hist[sl]]) for sl in (slice(0, window), slice(-window, None)))
-    print(f"{name:18s} query accuracy: first {window} steps {first:.3f} -> last {window} steps {last:.3f}")
-    assert last > first + 0.1, name  # every learner learns to adapt
+
+fifths = {m: [float(c.mean(0)[i * c.shape[1] // 5:(i + 1) * c.shape[1] // 5].mean()) for i in range(5)]
+          for m, c in curves.items()}
+for m, f in fifths.items():
+    print(f"{m:18s} mean training query accuracy per fifth of the run: {[round(v, 3) for v in f]}")
+
+
+# %% [markdown]
+# **MAML converges at this recipe.** Both adapting learners climb from near chance to their level within
+# the first two fifths of the run and then flatten: over the last two fifths the mean training-episode
+# accuracy changes by less than 3 points (checked below), after rising by more than 20. We compared outer
+# learning rates 10⁻³ and 3·10⁻³ for seed 0 before fixing the quick recipe: with 10⁻³ the curve was still
+# climbing after 500 steps, so the quick profile uses 3·10⁻³ (the full profile keeps the paper's 10⁻³
+# with 10 times more steps). A plateau here means *this* budget and network are used up, not that MAML
+# has reached what it can do: the paper's 60,000 steps of 32 episodes with 64 channels are about
+# 1,000 times our meta-training episodes. ProtoNet's 20-way training accuracy climbs too, and keeps
+# rising slowly.
+
+# %%
+for m in ("MAML", "meta-distillation"):
+    f = fifths[m]
+    assert f[-1] > f[0] + 0.2 and abs(f[-1] - f[-2]) < 0.03, (m, f)  # learnt to adapt, then a plateau
+assert fifths["ProtoNet"][-1] > fifths["ProtoNet"][0] + 0.05, fifths["ProtoNet"]
 
 # %% [markdown]
 # ## 7. Meta-test: the same episodes for every method
 #
-# `EPISODES` 5-way 1-shot and 5-way 5-shot episodes from the meta-test alphabets (15 queries per label),
-# drawn once. The learners were meta-trained on 1-shot episodes only; the 5-shot episodes test the same
-# initialisations with more support drawings. Six methods:
+# 5-way 1-shot and 5-way 5-shot episodes from the meta-test alphabets, 15 queries per label, drawn once
+# (`meta_grid.test_episodes`). ProtoNet classifies each by nearest prototype from embeddings computed
+# once (cheap: all `test_episodes` of them); MAML and meta-distillation adapt with three inner steps
+# on each of the first `maml_test_episodes` (meta-distillation with its teacher term, so it needs the
+# teacher at meta-test too). MAML's BatchNorm normalises each batch with its own statistics, so its
+# query set is normalised as a whole: mildly transductive, as in the MAML paper.
 #
-# * **teacher (prototypes)**: the pretrained embedding as a nearest-prototype classifier, no training;
-# * **pretrained + fine-tune**: the same pretrained network with a new zero 5-way head, all weights
-#   fine-tuned on the support set (SGD, `FT_STEPS` steps, lr `FT_LR`; BatchNorm in eval mode);
-# * **KD-pretrained + fine-tune**: the same, from a network pretrained with knowledge distillation
-#   (below);
-# * **MAML**, **first-order MAML**, **meta-distillation**: `INNER_STEPS` inner steps from the
-#   meta-learned initialisation (meta-distillation with its teacher term, as in meta-training, so it
-#   needs the teacher at meta-test too).
-#
-# The ± is the half-width of the 95% confidence interval of the mean over episodes.
-#
-# **KD-pretraining.** A second `conv4` of the same size, from the same initialisation and with the same
-# batches, epochs and Adam learning rate as `pretrained`, learns the meta-train characters with the
-# distillation loss of §4.2, α·T²·KL(teacher_T ‖ student_T) + (1 − α)·CE, where the teacher is
-# `pretrained` itself (frozen, eval mode). So this row asks whether distilling from a pretrained network,
-# rather than training on the labels alone, gives a better starting point for fine-tuning on new
-# alphabets. The teacher sees no augmentation, so its logits are computed once for all drawings.
-# T = 4 (softer than the chapter's 3) and α = 0.7 (mostly the teacher's soft targets) are common KD
-# settings, not tuned on the meta-test alphabets. We kept them after checking a few alternatives
-# (T = 2 with α = 0.5, T = 4 with α = 0.9, T = 8 with α = 0.7) on episodes from the *validation* alphabet
-# (Tagalog), none of which was clearly better.
+# Two kinds of uncertainty: the **±** below is the half-width of the 95% interval over *test episodes*
+# (each episode's accuracy averaged over the 3 seeds); **seeds** gives the 95% t-interval over the 3
+# per-seed means, the spread of *meta-training* itself. Below are the cached runs' numbers, and we check one
+# of them here: seed 0's ProtoNet, re-embedded now, gives the cached per-episode accuracies.
 
 # %%
-KD_T, KD_ALPHA = 4.0, 0.7
-kd_targets = strategies.logits_of(pretrained, omni["train"].images)  # (N, characters) on the CPU, once: frozen teacher
-torch.manual_seed(cfg.seed)  # the same initialisation as `pretrained`
-kd_pretrained = meta.conv4(len(omni["train"].classes), channels=32, track_running_stats=True).to(cfg.device)
-kd_opt = torch.optim.Adam(kd_pretrained.parameters(), lr=1e-3)
-gen = torch.Generator().manual_seed(cfg.seed)  # the same batch order as `train_classifier`
-kd_pretrained.train()
-kd_losses = []
-for _ in tqdm(range(PRE_EPOCHS), desc="KD pretrain", leave=False):
-    total = 0.0
-    for batch in torch.randperm(len(omni["train"]), generator=gen).split(64):
-        x, y = omni["train"].images[batch].to(cfg.device), omni["train"].labels[batch].to(cfg.device)
-        loss = distill.kd_loss(kd_pretrained(x), kd_targets[batch].to(cfg.device), y, KD_T, KD_ALPHA).total
-        kd_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        kd_opt.step()
-        total += loss.item() * len(batch)
-    kd_losses.append(total / len(omni["train"]))
-kd_pretrained.eval()
-print(f"KD-pretraining (T = {KD_T}, α = {KD_ALPHA}): loss per epoch {[round(v, 3) for v in kd_losses]} | "
-      f"training accuracy {strategies.accuracy(kd_pretrained, omni['train'].images, omni['train'].labels):.3f}")
-assert kd_losses[-1] < kd_losses[0]
+SHOTS = meta_grid.SHOTS
+test_x = omni["test"].images
+test_eps = meta_grid.test_episodes(RECIPE)
+fresh = meta_grid.test_protonet(protonets[0], test_x, test_eps, cfg.device)
+assert all(torch.allclose(fresh[k], runs["ProtoNet", 0]["acc"][k], atol=1e-6) for k in SHOTS)
 
-# %%
-EPISODES = cfg.pick(50, 600)
-FT_STEPS, FT_LR = 10, 0.01
-SHOTS = (1, 5)
-test_eps = {k: meta.EpisodeSampler(omni["test"].images, omni["test"].labels, 5, k, 15,
-                                   seed=cfg.seed + 2).episodes(EPISODES) for k in SHOTS}
-
-
-def five_way(net: nn.Sequential) -> nn.Sequential:
-    """A 5-way conv4 holding ``net``'s body and BatchNorm running statistics, in eval mode, for ``meta.evaluate``."""
-    module = meta.conv4(5, channels=32, track_running_stats=True).to(cfg.device)
-    loaded = module.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("17.")},
-                                    strict=False)
-    assert loaded.missing_keys == ["17.weight", "17.bias"] and not loaded.unexpected_keys  # only the head is new
-    return module.eval()  # BatchNorm uses the pretrained running statistics, which are only read
-
-
-FINETUNED = {"pretrained + fine-tune": pretrained, "KD-pretrained + fine-tune": kd_pretrained}
-finetuners = {name: five_way(net) for name, net in FINETUNED.items()}
-accs = {}
-for k in SHOTS:
-    accs["teacher (prototypes)", k] = meta.prototype_accuracy(teacher, test_eps[k])
-    for name, net in FINETUNED.items():
-        accs[name, k] = meta.evaluate(finetuners[name], test_eps[k], FT_STEPS, FT_LR, params=meta.head_reset(net, 5))
-    for name, kw in LEARNERS.items():
-        kw = {key: v for key, v in kw.items() if key != "first_order"}
-        accs[name, k] = meta.evaluate(learners[name], test_eps[k], INNER_STEPS, INNER_LR, progress=True,
-                                      desc=f"{name}, {k}-shot", **kw)
-METHODS = ["teacher (prototypes)", *FINETUNED, *LEARNERS]
-summary = {key: meta.mean_ci(v) for key, v in accs.items()}
-
-PAPER = {1: (0.987, 0.004), 5: (0.999, 0.001)}  # Finn et al. 2017, Table 1: MAML, 5-way, full Omniglot
-print(f"{'5-way accuracy on ' + str(EPISODES) + ' episodes':34s}" + "".join(f"{str(k) + '-shot':>16s}" for k in SHOTS))
+METHODS = list(meta_grid.METHODS)
+per_seed = {(m, k): torch.stack([runs[m, s]["acc"][k] for s in SEEDS]) for m in METHODS for k in SHOTS}  # (seeds, E)
+summary = {key: meta.mean_ci(acc.mean(0)) for key, acc in per_seed.items()}
+seed_ci = {key: t_ci(acc.mean(1).tolist()) for key, acc in per_seed.items()}
+PAPER = {"MAML": {1: 0.987, 5: 0.999},  # Finn et al. 2017, Table 1, full Omniglot (random character split)
+         "ProtoNet": {1: 0.988, 5: 0.997}}  # Snell et al. 2017, Table 1, full Omniglot (Vinyals split)
+print(f"{'5-way accuracy':20s}{'episodes':>9s}" + "".join(f"{f'{k}-shot, ± episodes':>20s}{'seeds':>14s}"
+                                                          for k in SHOTS))
 for m in METHODS:
-    print(f"{m:34s}" + "".join(f"{summary[m, k][0]:10.3f} ± {summary[m, k][1]:.3f}" for k in SHOTS))
-print(f"{'MAML paper (full Omniglot)':34s}" + "".join(f"{PAPER[k][0]:10.3f} ± {PAPER[k][1]:.3f}" for k in SHOTS))
+    print(f"{m:20s}{per_seed[m, 1].shape[1]:9d}" + "".join(
+        f"{summary[m, k][0]:12.3f} ± {summary[m, k][1]:.3f}{seed_ci[m, k][0]:8.3f} ± {seed_ci[m, k][1]:.3f}"
+        for k in SHOTS))
+for m, paper in PAPER.items():
+    print(f"{m + ' paper':29s}" + "".join(f"{paper[k]:12.3f}{'':22s}" for k in SHOTS))
+print("per-seed means:", {f"{m}, {k}-shot": [round(v, 3) for v in per_seed[m, k].mean(1).tolist()]
+                          for m in METHODS for k in SHOTS})
 
-fig, ax = plt.subplots(figsize=(9, 3))
+fig, ax = plt.subplots(figsize=(7, 3))
 for i, k in enumerate(SHOTS):
-    means = [summary[m, k][0] for m in METHODS]
-    ax.bar(np.arange(len(METHODS)) + 0.4 * i - 0.2, means, 0.4, yerr=[summary[m, k][1] for m in METHODS],
-           capsize=3, label=f"{k}-shot")
+    ax.bar(np.arange(len(METHODS)) + 0.4 * i - 0.2, [summary[m, k][0] for m in METHODS], 0.4,
+           yerr=[seed_ci[m, k][1] for m in METHODS], capsize=3, label=f"{k}-shot")
 ax.axhline(0.2, color="gray", ls=":", lw=1)
-ax.set_xticks(range(len(METHODS)), [textwrap.fill(m, 14) for m in METHODS], fontsize=8)
-ax.set_ylabel("query accuracy"), ax.legend(fontsize=8)
-ax.set_title(f"meta-test alphabets ({', '.join(alphabets['test'])}), mean ± 95% CI", fontsize=9)
+ax.set_xticks(range(len(METHODS)), METHODS, fontsize=8)
+ax.set_ylabel("query accuracy"), ax.set_ylim(0, 1), ax.legend(fontsize=8)
+ax.set_title(f"meta-test alphabets ({', '.join(alphabets['test'])}), mean ± 95% CI over seeds", fontsize=9)
 plt.show()
 
 # %% [markdown]
-# Because every method ran on the **same** episodes, two methods can be compared episode by episode:
-# the mean of the per-episode differences, with its own 95% interval (a paired comparison: how hard an
-# episode is affects both methods, and cancels out in the difference).
+# **Paired comparisons.** On the episodes every method ran (the first `maml_test_episodes`), two methods
+# can be compared episode by episode: the mean of the per-episode differences with its 95% interval (how
+# hard an episode is affects both and cancels), and, more to the point, paired **by seed**: meta-
+# distillation of seed s had seed s's ProtoNet as its teacher and started from the same weights as
+# MAML of seed s.
 
 # %%
-PAIRS = [("teacher (prototypes)", "pretrained + fine-tune"), ("KD-pretrained + fine-tune", "pretrained + fine-tune"),
-         ("meta-distillation", "MAML"),
-         ("first-order MAML", "MAML")]
-paired = {(a, b, k): meta.mean_ci(accs[a, k] - accs[b, k]) for a, b in PAIRS for k in SHOTS}
-for (a, b, k), (d, h) in paired.items():
-    print(f"{k}-shot  {a} − {b}: {d:+.3f} ± {h:.3f}")
+E = RECIPE.maml_test_episodes
+PAIRS = [("ProtoNet", "MAML"), ("meta-distillation", "MAML"), ("ProtoNet", "meta-distillation")]
+paired, paired_seeds = {}, {}
+for a, b in PAIRS:
+    for k in SHOTS:
+        diff = per_seed[a, k][:, :E] - per_seed[b, k][:, :E]  # (seeds, E)
+        paired[a, b, k] = meta.mean_ci(diff.mean(0))
+        paired_seeds[a, b, k] = t_ci(diff.mean(1).tolist())
+        print(f"{k}-shot  {a} − {b}: {paired[a, b, k][0]:+.3f} ± {paired[a, b, k][1]:.3f} (episodes), "
+              f"± {paired_seeds[a, b, k][1]:.3f} (seeds), per seed {[round(v, 3) for v in diff.mean(1).tolist()]}")
+
 
 # %% [markdown]
 # What the numbers say, each checked below:
 #
-# * every method is far above chance (20%) on characters from alphabets it never saw: above 45%;
-# * 5 support drawings beat 1 for every method, by more than 3 points;
-# * with 5 shots, no method beats the frozen teacher's prototypes: for every other method the paired
-#   interval of teacher − method reaches above 0. In particular they beat fine-tuning the very same
-#   pretrained network (that interval lies wholly above 0): fine-tuning all weights on 25 images, from a
-#   zero head, loses part of what pretraining learnt.
-# * KD-pretraining gives a better starting point for fine-tuning than training on the labels alone: the
-#   paired difference KD-pretrained − pretrained (both fine-tuned the same way) lies above 0 with 1 and
-#   with 5 shots. A possible reason, which we did not test: the teacher's soft targets over all the
-#   meta-train characters say which characters look alike, a richer signal than one label per drawing. It does
-#   not beat the frozen teacher's prototypes with 5 shots either.
+# * **ProtoNet is the best method here**, at about 86% with 1 shot and 96% with 5 (3-seed means of
+#   `summary`, printed above; at least 84% and 94.5% is asserted, for other machines): a plain
+#   prototypical network, trained for 300 episodes, a couple of CPU minutes.
+# * **It beats MAML for every seed**, with 1 and with 5 shots: each seed's ProtoNet − MAML difference on
+#   the shared episodes is above 1 point with 1 shot and above 5 points with 5 shots, and the
+#   episode-paired intervals lie above 0. MAML gains less from 5 shots than ProtoNet (a few points
+#   against about 10): it was meta-trained on 1-shot episodes only and adapts with 3 steps.
+# * MAML's three seeds agree closely (the seed intervals are narrow): at this budget its result is
+#   stable, and stably below ProtoNet's.
+# * **Meta-distillation does not beat its teacher, nor MAML.** For every seed ProtoNet − meta-distillation
+#   is above 1 point with 1 and with 5 shots; and meta-distillation ends within 3 points of MAML at both
+#   shot counts (the paired differences are printed above, per seed too), so the teacher in the inner
+#   loop did not help the student here. A likely reason, measured below: on the *support* set, the only
+#   place the teacher speaks in the inner loop, a trained ProtoNet is nearly certain (its support images
+#   are, or are close to, their own prototypes), so its soft targets restate the labels and add little
+#   the labels did not say. In 1-shot episodes, the only ones both learners meta-train on,
+#   meta-distillation's inner loss is then almost exactly MAML's cross-entropy: the per-seed differences
+#   above are mostly how differently two nearly identical meta-training runs end.
+# * Every method stays below its paper's numbers on full Omniglot, MAML by more than 10 points.
 #
-# * meta-distillation and MAML end within 8 points of each other, with 1 and with 5 shots: at this budget
-#   the teacher in the inner loop did not change much.
-#
-# What we do **not** claim: an order between meta-distillation and MAML, or between MAML and first-order
-# MAML. Their paired intervals are narrow, and one of them may even exclude 0, yet the sign of the
-# difference can change when the same notebook runs with 2 CPU threads instead of 1, or on a GPU: float
-# sums in another order send meta-training down another path. The interval covers only *which test episodes
-# were drawn*; it says nothing about the randomness of meta-training itself, which needs several
-# meta-training runs (seeds) to measure. Exercise 5 returns to this. A likely reason the teacher did
-# not help: the teacher builds its prototypes from the **same** support images the
-# labels come from (in a 1-shot episode each support image *is* its label's prototype), so on the
-# support set its soft targets mostly restate the labels, softened. A teacher can only add something the
-# labels do not already say, e.g. on images that have no label. (The chapter's Exercise 5 asks for this
-# comparison of MAML, distillation and meta-distillation.)
-#
-# **Why our numbers are far below the paper's** (98.7% and 99.9%, printed above). MAML was meta-trained
-# on 1,200 characters of full Omniglot, each rotated by 0°, 90°, 180° and 270° to make 4,800 classes, for
-# 60,000 meta-steps of 32 episodes, with 64-channel convolutions. Its 1,200 training characters were
-# chosen *irrespective of alphabet*, so its test characters share alphabets with the training ones; ours
-# come from alphabets never seen, a harder transfer. Here, in quick: 136 characters of 5 alphabets, no
-# rotations, a few hundred episodes, 32 channels, on a CPU. Every method stays below the paper's numbers
-# (checked below). The full profile has a larger budget, but keeps the
-# alphabet split.
+# **Why our numbers are below the papers'** (printed beside ours). The papers meta-trained on 1,200
+# characters of full Omniglot (4,800 classes with rotations), MAML for 60,000 meta-steps of 32 episodes
+# and ProtoNet on 60-way episodes for far longer than we do, with 64-channel networks; their test
+# characters were drawn irrespective of alphabet, so they share alphabets with the training ones. Ours:
+# 136 characters of 5 alphabets (544 classes with rotations), 300 ProtoNet episodes and 2,000 MAML
+# meta-training episodes with 32 channels, on a CPU, and meta-test alphabets never seen in training, a
+# harder transfer. The full profile has a larger budget but keeps the alphabet split.
 
 # %%
+assert summary["ProtoNet", 1][0] > 0.84 and summary["ProtoNet", 5][0] > 0.945, summary
+for k, least in ((1, 0.01), (5, 0.05)):
+    by_seed = (per_seed["ProtoNet", k][:, :E] - per_seed["MAML", k][:, :E]).mean(1)
+    assert (by_seed > least).all() and paired["ProtoNet", "MAML", k][0] - paired["ProtoNet", "MAML", k][1] > 0, k
+assert summary["ProtoNet", 5][0] - summary["ProtoNet", 1][0] > summary["MAML", 5][0] - summary["MAML", 1][0]
+assert all(seed_ci["MAML", k][1] < 0.03 for k in SHOTS)
 for k in SHOTS:
-    for m in METHODS:
-        assert summary[m, k][0] > 0.45, (m, k)
-for m in METHODS:
-    assert summary[m, 5][0] > summary[m, 1][0] + 0.03, m
-d, h = paired["teacher (prototypes)", "pretrained + fine-tune", 5]
-assert d - h > 0, (d, h)
-for k in SHOTS:
-    d, h = paired["KD-pretrained + fine-tune", "pretrained + fine-tune", k]
-    assert d - h > 0, (k, d, h)
-for m in METHODS[1:]:
-    d, h = meta.mean_ci(accs["teacher (prototypes)", 5] - accs[m, 5])
-    assert d + h > 0, (m, d, h)  # no method beats the teacher with 5 shots
-for k in SHOTS:
-    assert abs(paired["meta-distillation", "MAML", k][0]) < 0.08, k
-    assert all(summary[m, k][0] < PAPER[k][0] for m in METHODS), k
+    by_seed = (per_seed["ProtoNet", k][:, :E] - per_seed["meta-distillation", k][:, :E]).mean(1)
+    assert (by_seed > 0.01).all(), (k, by_seed)  # the student does not reach its teacher
+    assert abs(paired["meta-distillation", "MAML", k][0]) < 0.03, k  # and is level with MAML
+support_conf = []
+for s, q in test_eps[1][:50]:
+    e = meta_grid.episode(test_x, s, q, 1).to(cfg.device)
+    support_conf.append(teacher.logits(e.support_x, e.support_y, e.support_x).softmax(1).max(1).values.mean().item())
+print(f"the teacher's mean top probability on its own 1-shot support images (T = {T:g}): {np.mean(support_conf):.3f}")
+assert np.mean(support_conf) > 0.9
+for m, paper in PAPER.items():
+    assert all(summary[m, k][0] < paper[k] for k in SHOTS), m
+assert all(summary["MAML", k][0] < PAPER["MAML"][k] - 0.1 for k in SHOTS)
 
 # %% [markdown]
 # ## Summary
@@ -678,14 +674,15 @@ for k in SHOTS:
 # * MAML needs the query loss at the **adapted** parameters, every inner step at the **current** ones
 #   (`torch.func.functional_call`), `create_graph=True` for the second-order term (or say it is
 #   first-order), and BatchNorm without running statistics.
-# * A teacher for few-shot episodes has to speak the episode's labels: a frozen pretrained embedding used
-#   as a prototype classifier does, for any classes. In the inner loop, weigh its soft term against the
-#   label term (α and 1 − α) so that it changes the direction of adaptation, not its size.
-# * Done right, meta-distillation is a real, testable method, but at our budget it ended within a few
-#   points of MAML, on either side depending on the run: on the support set the prototype teacher mostly
-#   repeats the labels. A paired interval over test episodes does not cover meta-training's randomness.
-# * Compare few-shot methods on the **same** episodes, with confidence intervals and paired differences,
-#   and include the simple baselines (a pretrained embedding with prototypes, fine-tuning): here the
-#   prototype teacher was the strongest 5-shot method in this run's table, with no meta-training at all.
+# * A prototypical network is the strong, simple baseline for few-shot episodes: an embedding trained on
+#   many-way episodes (with rotations as extra classes) and nearest-prototype classification, no
+#   adaptation. Here it beat MAML for every seed, and it needs no second-order gradients.
+# * MAML converged at our recipe (its learning curves flatten), far below the paper's numbers, which took
+#   about 1,000 times more meta-training episodes.
+# * Meta-distillation done right is a real, testable method (scramble the teacher and the loss changes),
+#   but with a ProtoNet teacher it ended below its teacher and no better than MAML: on the support set the
+#   teacher mostly repeats the labels. A teacher can only add what the labels do not already say.
+# * Compare few-shot methods on the **same** episodes, with intervals over episodes *and* over training
+#   seeds, paired differences, and the simple baselines.
 #
 # Next: `08_medical_pipeline` (§5), the whole transfer-learning pipeline on medical images.

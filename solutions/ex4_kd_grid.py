@@ -32,7 +32,7 @@
 #   test split **once**, for the chosen configuration only.
 #
 # You implement three small functions (graded: public tests in the check cells, more tests when it is
-# graded), then run the grid. Lesson 06 (`notebooks/06_knowledge_distillation.ipynb`) explains the loss.
+# graded), then read the grid. Lesson 06 (`notebooks/06_knowledge_distillation.ipynb`) explains the loss.
 
 # %% [markdown]
 # **Profiles.** The same notebook runs in two profiles. `quick` uses small, deterministic splits and
@@ -63,13 +63,13 @@ if importlib.util.find_spec("course_lib") is None:
 
 # %%
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 import course_lib
-from course_lib import data, distill, models, strategies
+from course_lib import data, distill, kd_curves, models, strategies
 
 cfg = course_lib.setup()
 # Which profile runs, what this notebook reads, and what the full profile downloads the first time:
@@ -93,6 +93,9 @@ print(data.profile_note(["cifar10", "resnet56"]))
 # * the KL term is averaged over the **batch** (`F.kl_div(..., reduction="batchmean")`; `"mean"` would
 #   also divide by C) and multiplied by T², which keeps its gradient on roughly one scale as T grows
 #   (Hinton et al.; lesson 06 measures it for T ≥ 2);
+# * a label of `distill.UNLABELLED` (−1) marks an image that only the teacher labels (the *transfer set*
+#   of Part B): the cross-entropy averages over the **labelled** images of the batch only, and is 0 when
+#   the batch has none (the KL term still uses every image);
 # * no gradient may reach the teacher's logits;
 # * raise `ValueError` when the two logit tensors do not have the same (N, C) shape.
 #
@@ -102,7 +105,8 @@ print(data.profile_note(["cifar10", "resnet56"]))
 # %%
 def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
             T: float, alpha: float) -> torch.Tensor:
-    """α·T²·KL_batchmean(softmax(t/T) ‖ softmax(s/T)) + (1 − α)·CE(s, y); logits (N, C), targets (N,) -> ()."""
+    """α·T²·KL_batchmean(softmax(t/T) ‖ softmax(s/T)) + (1 − α)·CE(s, y) over the labelled y; logits (N, C),
+    targets (N,) with UNLABELLED (−1) for images without a label -> ()."""
     # BEGIN SOLUTION
     if student_logits.ndim != 2 or teacher_logits.shape != student_logits.shape:
         raise ValueError(f"student and teacher logits must both be (N, C), got {tuple(student_logits.shape)} "
@@ -110,7 +114,9 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets:
     p_teacher = F.softmax(teacher_logits.detach() / T, dim=1)
     log_q_student = F.log_softmax(student_logits / T, dim=1)
     soft = F.kl_div(log_q_student, p_teacher, reduction="batchmean") * T ** 2
-    hard = F.cross_entropy(student_logits, targets)
+    labelled = targets != distill.UNLABELLED
+    hard = (F.cross_entropy(student_logits[labelled], targets[labelled]) if labelled.any()
+            else student_logits.sum() * 0.0)
     return alpha * soft + (1 - alpha) * hard
     # END SOLUTION
 
@@ -125,6 +131,10 @@ out = kd_loss(s, t, y, 3.0, 0.0)
 assert isinstance(out, torch.Tensor) and out.shape == (), f"expected a 0-dim tensor, got {type(out)}"
 assert torch.allclose(out, F.cross_entropy(s, y)), "alpha = 0 must give plain cross-entropy"
 assert kd_loss(t, t, y, 3.0, 1.0).abs() < 1e-6, "alpha = 1 and student == teacher must give 0"
+half = y.clone()
+half[4:] = distill.UNLABELLED
+assert torch.allclose(kd_loss(s, t, half, 3.0, 0.0), F.cross_entropy(s[:4], y[:4])), \
+    "the cross-entropy must average over the labelled images only"
 
 # %%
 try:
@@ -137,15 +147,19 @@ else:
 # %%
 """ # BEGIN TEST CONFIG
 hidden: true
-failure_message: compare with course_lib.distill.kd_loss(...).total (batchmean, T², alpha on the soft term)
+failure_message: compare with course_lib.distill.kd_loss(...).total (batchmean, T², alpha on the soft term, UNLABELLED targets skipped by the cross-entropy)
 """ # END TEST CONFIG
 g = torch.Generator().manual_seed(1)
 for T, alpha in ((1.0, 0.3), (3.0, 0.7), (10.0, 0.9), (4.0, 1.0)):
     s, t = 3 * torch.randn(16, 10, generator=g), 3 * torch.randn(16, 10, generator=g)
-    y = torch.randint(0, 10, (16,), generator=g)
+    y = torch.randint(-1, 10, (16,), generator=g)  # -1 = distill.UNLABELLED
     out = kd_loss(s, t, y, T, alpha)
     assert type(out) is torch.Tensor and out.shape == ()  # exact type: no subclass overriding comparisons
     assert torch.allclose(out, distill.kd_loss(s, t, y, T, alpha).total, rtol=1e-5, atol=1e-6), (T, alpha)
+none = torch.full((16,), distill.UNLABELLED)
+for alpha in (0.0, 0.5):
+    out = kd_loss(s, t, none, 4.0, alpha)
+    assert torch.allclose(out, distill.kd_loss(s, t, none, 4.0, alpha).total, atol=1e-6), "no label in the batch"
 
 # %%
 """ # BEGIN TEST CONFIG
@@ -294,40 +308,53 @@ else:
 # %% [markdown]
 # ## Part B · the experiment
 #
+# **Where to look for the best (T, α).** Lesson 06 (section 5) found that, with every training image
+# labelled and a short budget, distillation buys no accuracy, so a T × α grid there would compare
+# configurations that all do the same. It pays when labels are few and the teacher labels the rest, so
+# the grid is run in that regime:
+#
+# * the **transfer set** is the whole training split; only `N` of its images (balanced) keep their label,
+#   the others carry `distill.UNLABELLED` and teach through the soft term alone (your Q1);
+# * the **reference** is the same student trained on the N labelled images alone (plain cross-entropy),
+#   with the same initial weights and the same number of Adam steps;
+# * every configuration is run with **3 seeds** (each picks the labelled images, the initial weights and the
+#   batch order, shared by all configurations), and compared by its **mean** validation accuracy.
+#
 # **Scale.** In the `quick` profile the mirror holds only CIFAR-10's 10,000 official test images, carved
 # 60/10/30 into train/val/test (the teacher was trained on the official *training* set and has never
-# seen them). The students train on a balanced **1,000-image** subset of the carved training split for
-# **3 epochs**, and are compared on the 1,000-image validation split; this is a small budget, chosen so
-# that all 16 runs fit the quick profile's budget on a CPU. The full grid is the same in both profiles; `full`
-# trains on the 45,000 official training images for 30 epochs.
+# seen them): N = 300 labelled of the 6,000 training images, 3 epochs over the 6,000 in batches of 64, a
+# 1,000-image validation split and a 3,000-image test split. `full` uses 1,000 labelled of the 45,000
+# official training images (which the teacher was trained on) and 10 epochs.
+#
+# The 17 × 3 runs are `course_lib.kd_curves`' grid (lesson 06 reads its curve from the same cache), each
+# trained once on one CPU thread and cached. First your `kd_loss` against the library's, then one run of
+# the grid trained here **with your `kd_loss`**, which must reproduce the cached run.
 
 # %%
-torch.set_num_threads(1)  # 16 small runs; one thread shares the machine fairly
-N_TRAIN, EPOCHS, BATCH, LR, WIDTH = cfg.pick(1000, None), cfg.pick(3, 30), 64, 3e-3, 16
-TEMPERATURES, ALPHAS = (1.0, 3.0, 5.0, 10.0), (0.3, 0.5, 0.7, 0.9)
-
+recipe = kd_curves.RECIPES[cfg.profile]
+N, SEEDS, TEMPERATURES, ALPHAS = recipe.grid_n, recipe.seeds, recipe.temperatures, recipe.alphas
 train, val, test = (data.load("cifar10", split) for split in ("train", "val", "test"))
-idx = strategies.balanced_subset(train.labels, N_TRAIN, seed=cfg.seed) if N_TRAIN else torch.arange(len(train))
-x_train, y_train = train.images[idx], train.labels[idx]
-print(f"train {len(x_train):,} | val {len(val.images):,} | test {len(test.images):,} images")
-
-teacher = models.cifar_resnet(56).to(cfg.device)
-t_train = distill.teacher_logits(teacher, x_train, progress=True)  # once: no augmentation, so exact
+x_train, y_train = train.images, train.labels
+t_train = kd_curves.teacher_logits(device=cfg.device)  # the ResNet-56's logits on the transfer set, cached
 teacher_train_acc = (t_train.argmax(1) == y_train).float().mean().item()
-print(f"ResNet-56 teacher on the students' training images: {teacher_train_acc:.4f} "
+print(f"transfer set {len(x_train):,} ({N} labelled per seed) | val {len(val.images):,} | test {len(test.images):,} images")
+print(f"ResNet-56 teacher on the transfer set: {teacher_train_acc:.4f} "
       f"(published {models.PUBLISHED_TOP1[56] / 100:.4f} on the official test set)")
 
 # %% [markdown]
-# Your `kd_loss` against the library's on a real batch (the teacher's logits, a fresh student):
+# Your `kd_loss` against the library's on a real batch (the teacher's logits, a fresh student, a third of
+# the labels removed):
 
 # %%
-student0 = distill.StudentCNN(WIDTH).eval()
+student0 = distill.StudentCNN(recipe.width).eval()
 with torch.no_grad():
     s_batch = student0(x_train[:256])
+y_batch = y_train[:256].clone()
+y_batch[::3] = distill.UNLABELLED
 for T in TEMPERATURES:
     for alpha in ALPHAS:
-        ours = kd_loss(s_batch, t_train[:256], y_train[:256], T, alpha)
-        assert torch.allclose(ours, distill.kd_loss(s_batch, t_train[:256], y_train[:256], T, alpha).total, rtol=1e-5)
+        ours = kd_loss(s_batch, t_train[:256], y_batch, T, alpha)
+        assert torch.allclose(ours, distill.kd_loss(s_batch, t_train[:256], y_batch, T, alpha).total, rtol=1e-5)
 print("kd_loss agrees with course_lib.distill.kd_loss on all 16 (T, α)")
 
 # %% [markdown]
@@ -343,27 +370,41 @@ top1 = distill.soft_targets(t_train, 1.0).max(1).values.mean()
 top10 = distill.soft_targets(t_train, 10.0).max(1).values.mean()
 
 # %% [markdown]
-# ### The grid: 16 students, one validation accuracy each
+# ### One run of the grid, trained here with your `kd_loss`
 #
-# Every run starts from the same initial weights and sees the same batches in the same order
-# (`distill.train_student` with one seed), so runs differ only in (T, α). The loop uses
-# `course_lib.distill.kd_loss`, which your `kd_loss` was just checked against. A 17th run without a
-# teacher (plain cross-entropy, α = 0) is the reference.
+# `kd_curves.train_run` trains one student; its `loss_fn` argument replaces the library's loss with
+# yours. The chapter's default T = 3, α = 0.7, first seed. (If your `kd_loss` computes the same
+# quantities in another order, rounding differences can grow during training: the predictions must
+# still agree on at least 98% of the validation images.)
 
 # %%
-def train_one(T: float, alpha: float) -> nn.Module:
-    torch.manual_seed(cfg.seed)
-    student = distill.StudentCNN(WIDTH).to(cfg.device)
-    distill.train_student(student, x_train, y_train, EPOCHS, cached_logits=t_train if alpha > 0 else None,
-                          T=T, alpha=alpha, lr=LR, batch_size=BATCH, seed=cfg.seed, progress=False)
-    return student
+runs = kd_curves.runs(device=cfg.device, part="grid")  # {(N, setting, seed): weights and val/test logits}
+labelled = strategies.balanced_subset(y_train, N, SEEDS[0])
+mine = kd_curves.train_run(x_train, y_train, labelled, t_train, (3.0, 0.7), recipe, SEEDS[0], cfg.device,
+                           loss_fn=kd_loss)
+mine_val, cached_val = strategies.logits_of(mine, val.images), runs[N, (3.0, 0.7), SEEDS[0]]["val"]
+agree = (mine_val.argmax(1) == cached_val.argmax(1)).float().mean().item()
+print(f"your run vs the grid's: max |Δlogit| {(mine_val - cached_val).abs().max():.1e}, "
+      f"same prediction on {agree:.1%} of the validation images")
+assert agree >= (0.98 if cfg.device.type == "cpu" else 0.9)  # a GPU's non-deterministic kernels differ slightly
+
+# %% [markdown]
+# ### The grid: 16 configurations and the reference, mean validation accuracy over 3 seeds
+
+# %%
+def student_of(run: dict) -> nn.Module:
+    """A cached run's student, rebuilt from its weights (eval mode)."""
+    student = distill.StudentCNN(recipe.width)
+    student.load_state_dict(run["state"])
+    return student.eval()
 
 
-students, val_acc = {}, {}
-for T, alpha in tqdm([(T, a) for T in TEMPERATURES for a in ALPHAS], desc="T × α grid"):
-    students[T, alpha] = train_one(T, alpha)
-    val_acc[T, alpha] = strategies.accuracy(students[T, alpha], val.images, val.labels)
-scratch_val = strategies.accuracy(train_one(1.0, 0.0), val.images, val.labels)
+per_seed = kd_curves.accuracies(runs, val.labels, "val")  # {(N, setting): [val accuracy per seed]}
+val_acc = {(T, a): float(np.mean(per_seed[N, (T, a)])) for T in TEMPERATURES for a in ALPHAS}
+scratch_per_seed = per_seed[N, kd_curves.ALONE]
+scratch_val = float(np.mean(scratch_per_seed))
+assert abs(strategies.accuracy(student_of(runs[N, (3.0, 0.7), SEEDS[0]]), val.images, val.labels)
+           - per_seed[N, (3.0, 0.7)][0]) < 1e-6  # the cached weights give the cached logits
 
 fig, ax = plt.subplots(figsize=(4.8, 3.6))
 grid = torch.tensor([[val_acc[T, a] for a in ALPHAS] for T in TEMPERATURES])
@@ -373,58 +414,72 @@ for i in range(len(TEMPERATURES)):
         ax.text(j, i, f"{grid[i, j]:.3f}", ha="center", va="center", color="w", fontsize=8)
 ax.set_xticks(range(len(ALPHAS)), [f"α={a}" for a in ALPHAS])
 ax.set_yticks(range(len(TEMPERATURES)), [f"T={T:g}" for T in TEMPERATURES])
-ax.set_title(f"validation accuracy (no teacher: {scratch_val:.3f})", fontsize=9)
+ax.set_title(f"mean validation accuracy, {N} labels (alone: {scratch_val:.3f})", fontsize=9)
 fig.colorbar(im, ax=ax)
 plt.show()
 
 # %% [markdown]
 # ### Choose on validation, then look at the test split once
+#
+# Your `select_best` picks the configuration of the highest mean validation accuracy; your
+# `test_accuracy_of_chosen` then runs only the chosen configuration's students (one per seed) on the test
+# images. The reference without a teacher is measured on the test split too: it is what the choice is
+# compared with, not a candidate.
 
 # %%
 chosen = select_best(val_acc)
-test_acc = test_accuracy_of_chosen(students, chosen, test.images, test.labels)
-spread = max(val_acc.values()) - min(val_acc.values())
+test_per_seed = [test_accuracy_of_chosen({(T, a): student_of(runs[N, (T, a), s]) for T in TEMPERATURES for a in ALPHAS},
+                                         chosen, test.images, test.labels) for s in SEEDS]
+scratch_test = [strategies.accuracy(student_of(runs[N, kd_curves.ALONE, s]), test.images, test.labels) for s in SEEDS]
+test_acc = float(np.mean(test_per_seed))
+gap_val = [a - b for a, b in zip(per_seed[N, chosen], scratch_per_seed)]  # paired by seed
+best_minus_scratch = (float(np.mean(gap_val)), float(np.std(gap_val, ddof=1)))
+gap_test = [a - b for a, b in zip(test_per_seed, scratch_test)]
+spread = max(np.std(per_seed[N, chosen], ddof=1), np.std(scratch_per_seed, ddof=1))
 print(f"chosen on validation: T = {chosen[0]:g}, α = {chosen[1]}: val {val_acc[chosen]:.4f}, test {test_acc:.4f}")
-print(f"the chapter's default T = 3, α = 0.7: val {val_acc[3.0, 0.7]:.4f}; no teacher: val {scratch_val:.4f}")
-print(f"range over the 16 configurations: {min(val_acc.values()):.4f} – {max(val_acc.values()):.4f} "
-      f"(spread {spread:.4f})")
+print(f"alone on the {N} labels: val {scratch_val:.4f}, test {np.mean(scratch_test):.4f}")
+print(f"chosen − alone, paired over {len(SEEDS)} seeds: val {best_minus_scratch[0]:+.4f} (SD {best_minus_scratch[1]:.4f}), "
+      f"test {np.mean(gap_test):+.4f}; seed-to-seed SD of one configuration's val accuracy: up to {spread:.4f}")
+print(f"the chapter's default T = 3, α = 0.7: val {val_acc[3.0, 0.7]:.4f}")
+by_alpha = {a: np.mean([val_acc[T, a] for T in TEMPERATURES]) for a in ALPHAS}
+by_T = {T: np.mean([val_acc[T, a] for a in ALPHAS]) for T in TEMPERATURES}
+print("mean over T, per α: " + ", ".join(f"α={a}: {v:.3f}" for a, v in by_alpha.items()))
+print("mean over α, per T: " + ", ".join(f"T={T:g}: {v:.3f}" for T, v in by_T.items()))
 print("\nHinton et al. 2015 on MNIST (the paper's findings, not measured here): with 300+ units per layer "
       "all temperatures above 8 gave similar results (74 test errors at T = 20); with 30 units per layer, "
       "T = 2.5-4 worked best; the best results came with a considerably lower weight on the hard term "
       "(here: a large α).")
 
 # %% [markdown]
-# ### What the grid says, at this budget
+# ### What the grid says, with 300 labels and a transfer set
 #
-# Each point below is asserted in the next cell.
+# Each point below is asserted in the next cell (`quick` profile).
 #
-# * **The teacher stays far ahead:** more than 30 points above every student, at this budget.
-# * **α matters, in one direction.** For every T, α = 0.9 gives a lower validation accuracy than α = 0.3:
-#   with 3 epochs on 1,000 images, shifting weight from the labels to the teacher's soft targets slows the
-#   student down. So the chosen configuration has a small α.
-# * **T does not, beyond noise.** Which T wins may change with the seed (try another one), and the best
-#   configuration is no better than training on the labels alone (within 2 points).
-#   A grid of 16 runs on a 1,000-image validation split cannot resolve differences of a point or two; the
-#   "best" is then partly the luckiest, which is why its test accuracy is measured separately, once.
+# * **The teacher pays, and the grid has signal.** The chosen configuration beats the student trained on
+#   the 300 labels alone by more than 5 points of validation accuracy on average, more than the
+#   seed-to-seed spread of either (its SD over the seeds), and on every seed.
+# * **The choice holds on the test split**, looked at once: the chosen configuration beats the reference
+#   on the test images on every seed, by more than 5 points on average, and its test accuracy agrees
+#   with its validation accuracy within 4 points.
+# * **α matters more than T.** Averaged over the four temperatures, accuracy rises with α: with only 5%
+#   of the images labelled, the more weight on the teacher's targets, the better, as Hinton et al. found
+#   (a "considerably lower weight" on the hard term). Averaged over the four α, the temperatures lie
+#   closer together than the α's do.
 # * **Temperature flattens the teacher:** its mean top probability falls from above 0.9 at T = 1 to below
 #   0.55 at T = 10 (printed above).
-# * **The test accuracy of the chosen configuration agrees with its validation accuracy** within
-#   5 points: the selection did not overfit the validation split badly, and the test split was never used
-#   to choose.
-# * **Compared with the paper.** Hinton et al. found a large weight on the soft term best, and high
-#   temperatures fine for a big enough student, after training to convergence on 60,000 MNIST images. At
-#   our budget the opposite holds for α: distillation is known to need long training to pay off (Beyer et
-#   al. 2022, "Knowledge distillation: a good teacher is patient and consistent"). The `full` profile
-#   (45,000 images, 30 epochs) prints its own grid; its α and T claims are not asserted.
+# * **The teacher stays far ahead:** more than 30 points above the chosen student. Beyer et al. 2022
+#   ("Knowledge distillation: a good teacher is patient and consistent") claim, as the paper's finding,
+#   that closing such a gap takes very long training on consistently augmented views; we train for 3
+#   epochs without augmentation. The `full` profile prints its own grid; it is not asserted.
 
 # %%
-drops = {T: val_acc[T, 0.3] - val_acc[T, 0.9] for T in TEMPERATURES}
-print("val(α=0.3) − val(α=0.9) per T: " + ", ".join(f"T={T:g}: {d:+.3f}" for T, d in drops.items()))
 print(f"teacher {teacher_train_acc:.3f} vs chosen student {test_acc:.3f} on test")
-assert abs(test_acc - val_acc[chosen]) < 0.05
+assert abs(test_acc - val_acc[chosen]) < 0.04
 if cfg.profile == "quick":  # in `full` the teacher has seen the training images, and students train longer
     assert top1 > 0.9 and top10 < 0.55  # T = 1: nearly one-hot; T = 10: much flatter
-    assert teacher_train_acc - test_acc > 0.3 and teacher_train_acc - max(val_acc.values()) > 0.3
-    assert all(d > 0 for d in drops.values())
-    assert chosen[1] <= 0.5
-    assert max(val_acc.values()) < scratch_val + 0.02
+    assert best_minus_scratch[0] > 0.05 and best_minus_scratch[0] > spread and min(gap_val) > 0
+    assert np.mean(gap_test) > 0.05 and min(gap_test) > 0
+    alpha_means = list(by_alpha.values())
+    assert alpha_means == sorted(alpha_means)  # rises with α
+    assert max(by_T.values()) - min(by_T.values()) < max(alpha_means) - min(alpha_means)
+    assert teacher_train_acc - test_acc > 0.3

@@ -99,9 +99,10 @@ def _results(status_04: str = "ok") -> dict:
     return {"profile": "quick", "environment": {"device": "cpu", "cpu_count": 2, "torch": "2.x", "date_utc": "d"},
             "notebooks": {
                 "notebooks/04_dann.ipynb": {"status": status_04, "seconds": 50.4, "metrics": {
-                    "mnist_m_source_only": 0.4321, "mnist_m_dann": 0.5432, "mnist_m_train_on_target": 0.9123}},
+                    "mnist_m_source_only": 0.4321, "mnist_m_dann": 0.5432, "mnist_m_train_on_target": 0.9123,
+                    "mnist_m": {"bn_only": 0.4765}, "mnist_m_gain": {"dann - bn_only": [0.0667, 0.0222]}}},
                 "notebooks/07_meta_distillation.ipynb": {"status": "ok", "seconds": 95.0, "metrics": {
-                    "five_way_acc_mean": {"MAML | 1": 0.6111, "MAML | 5": 0.7222}}},
+                    "omniglot_5way": {"MAML": {"1": [0.6111, 0.01], "5": [0.7222, 0.01]}}}},
                 "notebooks/08_medical_pipeline.ipynb": {"status": "ok", "seconds": 44.0, "metrics": {
                     "breast_test": {"transfer: fine-tuned": {"auc": 0.8811, "acc": 0.8522}}}}}}
 
@@ -109,8 +110,9 @@ def _results(status_04: str = "ok") -> dict:
 def test_readme_table_prints_measured_numbers_beside_the_papers():
     md = bench.render_readme(_results())
     dann = next(line for line in md.splitlines() if line.startswith("| DANN"))
-    assert "0.432" in dann and "0.543" in dann and "0.912" in dann and "0.5225 / 0.7666 / 0.9596" in dann
-    assert "0.611 / 0.722" in md and "0.987 / 0.999" in md and "146 → 74" in md
+    assert "0.432" in dann and "0.543" in dann and "0.912" in dann and "BN only 0.476" in dann
+    assert "DANN − BN only +0.067 ± 0.022" in dann and "0.5225 / DANN 0.7666 / train on target 0.9596" in dann
+    assert "MAML 0.611 / 0.722" in md and "0.987 / 0.999" in md and "146 → 74" in md
     assert "fine-tuned 0.881 / 0.852; from scratch not measured / not measured" in md  # a key holding ':'
     assert "| notebooks/04_dann.ipynb | 50 | ok |" in md and "make bench PROFILE=quick" in md
     assert "| notebooks/07_meta_distillation.ipynb | 95 | ok (OVER 60 s budget) |" in md
@@ -127,7 +129,7 @@ def test_readme_table_puts_a_second_thread_count_in_its_own_column():
     assert "| experiment | measured (2 threads) | measured (COURSE_THREADS=1) | the paper's |" in md
     dann = next(line for line in md.splitlines() if line.startswith("| DANN"))
     assert "DANN 0.543" in dann and "DANN 0.600" in dann
-    assert "commit abcdef1" in md and "yet 1 of the 7 measured numbers differ" in md
+    assert "commit abcdef1" in md and "yet 1 of the 12 measured numbers differ" in md
     assert "measured (COURSE_THREADS=1)" not in bench.render_readme(main)
 
 
@@ -139,9 +141,9 @@ def test_readme_table_never_prints_a_failed_notebooks_numbers():
 
 def test_readme_table_marks_a_single_missing_metric():
     res = _results()
-    del res["notebooks"]["notebooks/07_meta_distillation.ipynb"]["metrics"]["five_way_acc_mean"]["MAML | 5"]
+    del res["notebooks"]["notebooks/07_meta_distillation.ipynb"]["metrics"]["omniglot_5way"]["MAML"]["5"]
     maml = next(line for line in bench.render_readme(res).splitlines() if line.startswith("| Omniglot"))
-    assert "| 0.611 / not measured |" in maml
+    assert "MAML 0.611 / not measured;" in maml
 
 
 @pytest.mark.parametrize("name, seconds, flagged", [
@@ -297,3 +299,12 @@ def test_readme_table_reads_list_entries_and_the_transfer_vs_scratch_row():
     assert "+0.020 ± 0.011 / +0.020 ± 0.011 / +0.025 ± 0.011" in row and "transfer 0.950, scratch 0.930" in row
     assert bench._get(res, "notebooks/02_freezing.ipynb", "transfer_vs_scratch", "32", "gap", "2") is None
     assert bench._get(res, "notebooks/02_freezing.ipynb", "transfer_vs_scratch", "32", "gap", "1") == 0.011
+
+
+def test_summary_value_lifts_one_metric_or_merges_several():
+    nbs = {"a.ipynb": {"metrics": {"m": {"x": 1.0}, "s": 2.0}}, "b.ipynb": {"metrics": {"m": {"y": 3.0}}},
+           "bad.ipynb": {"status": "failed", "metrics": {}}}
+    assert bench.summary_value(nbs, ("a.ipynb", "s")) == 2.0
+    assert bench.summary_value(nbs, [("a.ipynb", "m"), ("b.ipynb", "m")]) == {"x": 1.0, "y": 3.0}
+    assert bench.summary_value(nbs, [("a.ipynb", "m"), ("bad.ipynb", "m")]) is None  # never half a merge
+    assert bench.summary_value(nbs, [("a.ipynb", "m"), ("missing.ipynb", "m")]) is None

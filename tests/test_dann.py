@@ -79,3 +79,15 @@ def test_forever_cycles_the_shorter_loader():
     assert list(itertools.islice(adaptation.forever([7]), 3)) == [7, 7, 7]
     with pytest.raises(ValueError, match="empty"):
         next(adaptation.forever([]))
+
+
+def test_shuffled_batches_reshuffle_each_pass_and_drop_the_last_partial_batch():
+    from course_lib.adaptation.train import shuffled_batches
+    batches = list(itertools.islice(shuffled_batches(10, 4, seed=0), 4))  # 2 batches per pass
+    assert all(b.shape == (4,) for b in batches)
+    for first, second in (batches[:2], batches[2:]):
+        assert len(set(torch.cat([first, second]).tolist())) == 8  # no repeat within a pass
+    assert not torch.equal(torch.cat(batches[:2]), torch.cat(batches[2:]))
+    assert all(torch.equal(a, b) for a, b in zip(batches, itertools.islice(shuffled_batches(10, 4, seed=0), 4)))
+    with pytest.raises(ValueError, match="batch_size"):
+        next(shuffled_batches(3, 4, seed=0))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -41,16 +43,45 @@ def test_run_caches_and_a_hit_returns_what_training_gave(pair, monkeypatch):
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
 
 
-def test_run_keys_the_cache_on_every_setting(pair):
+def test_run_keys_the_cache_on_every_setting_but_not_the_thread_count(pair):
     digits.run(pair, "source", steps=2, seed=0, batch_size=8, progress=False)
     digits.run(pair, "source", steps=2, seed=1, batch_size=8, progress=False)
+    digits.run(pair, "source", steps=2, seed=0, batch_size=8, lr0=0.03, progress=False)
     digits.run(pair, "mmd", steps=2, lambda_max=1.0, seed=0, batch_size=8, progress=False)
     digits.run(pair, "source", steps=2, seed=0, batch_size=8, progress=False, cache=False)
-    assert len(list((pair.data_dir / "cache" / "digits").glob("*.pt"))) == 3
-    torch.set_num_threads(2)  # another thread count rounds differently: it trains (and caches) its own run
+    assert len(list((pair.data_dir / "cache" / "digits").glob("*.pt"))) == 4
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # runs train on one thread: the cache serves every thread count
     digits.run(pair, "source", steps=2, seed=0, batch_size=8, progress=False)
-    names = sorted(p.name for p in (pair.data_dir / "cache" / "digits").glob("*source*seed0*.pt"))
-    assert len(names) == 2 and "_cpu1t." in names[0] and "_cpu2t." in names[1], names
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(threads)
+    names = sorted(p.name for p in (pair.data_dir / "cache" / "digits").glob("*.pt"))
+    assert len(names) == 4 and all("_cpu1t." in n for n in names), names
+
+
+def test_bn_only_is_dann_at_lambda_zero(pair):
+    _, h = digits.run(pair, "bn_only", steps=2, lambda_max=0.7, batch_size=8, progress=False)
+    assert h[-1]["lambda"] == 0.0 and "domain_acc" in h[-1]
+    assert digits.cache_path(pair, "bn_only", 2, 0.7, batch_size=8) == digits.cache_path(pair, "dann", 2, 0.0, batch_size=8)
+    assert digits.cache_path(pair, "dann", 2, 0.1, batch_size=8) != digits.cache_path(pair, "dann", 2, 0.0, batch_size=8)
+
+
+def test_experiments_fills_the_cache_in_shards(pair, monkeypatch):
+    monkeypatch.setitem(digits.RECIPES, "quick", digits.Recipe(2, 2, (0, 1), batch_size=8, evals=1))
+    monkeypatch.setattr(digits, "load_pair", lambda target, profile=None, data_dir=None: replace(pair, target=target))
+    runs = digits.experiment_runs("quick")
+    assert len(runs) == len(set(runs)) == 2 * (5 + 5 + len(digits.SWEEP) - 2)
+    assert ("mnist_m", "bn_only", 0.0, 1) in runs and ("mnist_m", "dann", 1.0, 0) in runs
+    first = digits.experiments("quick", progress=False, shard=(0, 2))
+    assert 0 < len(first) < len(runs)
+    every = digits.experiments("quick", progress=False, shard=(0, 1))  # the rest
+    assert set(every) == set(runs) and all(every[r] == h for r, h in first.items())
+    monkeypatch.setattr(digits, "train_adapted", lambda *a, **k: pytest.fail("all cached"))
+    assert digits.experiments("quick", progress=False) == every
+    model, hist = digits.trained("mnist_m", "dann", 1.0, seed=0, profile="quick")
+    assert hist == every["mnist_m", "dann", 1.0, 0] and isinstance(model, digits.DANN)
+    with pytest.raises(ValueError, match="shard"):
+        digits.experiments("quick", shard=(2, 2))
 
 
 def test_oracle_trains_on_target_labels(pair, monkeypatch):
@@ -65,6 +96,8 @@ def test_oracle_trains_on_target_labels(pair, monkeypatch):
     assert seen["source"] is pair.target_train and seen["method"] == "source" and seen["lam"] == 0.0
     with pytest.raises(ValueError, match="Unknown method"):
         digits.run(pair, "coral", steps=2)
+    with pytest.raises(ValueError, match="Unknown target"):
+        digits.RECIPES["quick"].steps("svhn")
 
 
 def test_corrupted_cache_raises_instead_of_retraining(pair, monkeypatch):

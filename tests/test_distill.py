@@ -220,3 +220,22 @@ def test_time_inference_restores_mode_and_threads():
     for bad in ({"repeats": 0}, {"threads": 0}):
         with pytest.raises(ValueError):
             distill.time_inference(model, torch.rand(8, 4), **bad)
+
+
+def test_train_student_takes_a_loss_function():
+    """A loss_fn with kd_loss's formula trains the same student; its history has NaN soft/hard parts."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(24, 3, 32, 32, generator=g), torch.arange(24) % 10
+    y[::2] = distill.UNLABELLED
+    logits = torch.randn(24, 10, generator=g)
+    students = []
+    for loss_fn in (None, lambda *args: distill.kd_loss(*args).total):
+        torch.manual_seed(0)
+        students.append(distill.StudentCNN(4))
+        hist = distill.train_student(students[-1], x, y, 1, cached_logits=logits, T=2.0, alpha=0.5, batch_size=8,
+                                     progress=False, loss_fn=loss_fn)
+    assert all(torch.equal(p, q) for p, q in zip(students[0].parameters(), students[1].parameters()))
+    assert math.isnan(hist[0]["soft"]) and not math.isnan(hist[0]["total"])
+    with pytest.raises(ValueError, match="loss_fn"):
+        distill.train_student(distill.StudentCNN(4), x, torch.arange(24) % 10, 1, progress=False,
+                              loss_fn=lambda *args: distill.kd_loss(*args).total)

@@ -3,6 +3,12 @@
 MNIST and USPS are grayscale (USPS is 16×16): they are repeated to 3 channels and resized to 28×28, so
 both pairs share one input format and one network (ERRATA 5.7).  Splits come from ``course_lib.data``:
 in ``quick`` they are carved from the official test sets (``data.describe`` says how).
+
+``experiments`` trains and caches every run lessons 04-05 and Exercise 3 read (``experiment_runs``: source-only,
+the BatchNorm-only control, DANN, MMD and the train-on-target oracle on both pairs, over the recipe's seeds, and
+Exercise 3's λ_max sweep), one thread per run on a CPU, in shards that ``tools/warm_caches.py`` runs in
+parallel; ``trained`` then returns one of them (a cache hit).  The quick recipe departs from the paper's SGD
+recipe in one way: μ_0 = 0.03 instead of 0.01, so that its short budget gets further; ``full`` keeps 0.01.
 """
 
 from __future__ import annotations
@@ -11,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from .. import config, data
 from ..data.integrity import load_stamped, save_stamped
 from ..features import to_rgb
 from .dann import DANN
-from .train import METHODS, train_adapted
+from .train import train_adapted
 
 SOURCE = "mnist"
 TARGETS = ("mnist_m", "usps")
@@ -57,42 +64,136 @@ def load_pair(target: str, profile: str | None = None, data_dir: str | Path | No
                      get(target, "val"), get(target, "test"))
 
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+METHODS_RUN = ("source", "bn_only", "dann", "mmd", "oracle")
+SWEEP = (0.0, 0.1, 0.3, 1.0)  # Exercise 3's λ_max grid on MNIST -> MNIST-M; 0 is the bn_only control
+LAMBDA_MAX = {"dann": {"mnist_m": 0.3, "usps": 0.03}, "mmd": {"mnist_m": 3.0, "usps": 3.0}}  # chosen on target val
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What one profile trains for lessons 04-05 and Exercise 3: steps per target, seeds and the SGD recipe."""
+
+    steps_mnist_m: int
+    steps_usps: int
+    seeds: tuple[int, ...]
+    batch_size: int = 64
+    lr0: float = 0.03  # the paper's μ_0 is 0.01
+    evals: int = 4  # target-test evaluations per run, the last one after the final step
+
+    def steps(self, target: str) -> int:
+        """Training steps for MNIST -> ``target``."""
+        if target not in TARGETS:
+            raise ValueError(f"Unknown target {target!r}; use one of {TARGETS}")
+        return self.steps_mnist_m if target == "mnist_m" else self.steps_usps
+
+
+RECIPES = {"quick": Recipe(1200, 400, (0, 1, 2)), "full": Recipe(10_000, 5_000, (0, 1, 2), lr0=0.01)}
+
+
+def _canonical(method: str, lambda_max: float) -> tuple[str, float]:
+    """(training loss, λ_max) a method trains with: ``bn_only`` is DANN at λ_max = 0 (the target batch goes
+    through the network, no adversarial gradient); ``source`` and ``oracle`` ignore λ_max."""
+    if method not in METHODS_RUN:
+        raise ValueError(f"Unknown method {method!r}; use one of {METHODS_RUN}")
+    if method == "bn_only" or (method == "dann" and lambda_max == 0):
+        return "dann", 0.0
+    return method, 0.0 if method in ("source", "oracle") else float(lambda_max)
+
+
+def cache_path(pair: DigitPair, method: str, steps: int, lambda_max: float = 1.0, seed: int = 0,
+               device: torch.device | str = "cpu", eval_every: int | None = None, batch_size: int = 64,
+               lr0: float = 0.01) -> Path:
+    """Where ``run`` caches a run: ``<data_dir>/cache/digits/<target>_<method>_lam<λ>_seed<s>_<profile>_<settings
+    digest>_<cpu1t|cuda>.v<N>.pt``; ``bn_only`` and DANN at λ_max = 0 share one file."""
+    loss_name, lam = _canonical(method, lambda_max)
+    digest = config.settings_digest({"steps": steps, "batch_size": batch_size, "lr0": lr0,
+                                     "eval_every": eval_every or steps})
+    name = "oracle" if method == "oracle" else loss_name
+    key = f"{pair.target}_{name}_lam{lam:g}_seed{seed}_{pair.profile}_{digest}_{config.one_thread_tag(device)}"
+    return pair.data_dir / "cache" / "digits" / f"{key}.v{CACHE_VERSION}.pt"
 
 
 def run(pair: DigitPair, method: str, steps: int, lambda_max: float = 1.0, seed: int = 0,
         device: torch.device | str = "cpu", eval_every: int | None = None, batch_size: int = 64,
-        progress: bool = True, cache: bool = True) -> tuple[DANN, list[dict]]:
+        lr0: float = 0.01, progress: bool = True, cache: bool = True) -> tuple[DANN, list[dict]]:
     """Train a fresh ``DANN`` network on ``pair`` with ``method``; returns (model, history).
 
-    method: ``"source"``, ``"dann"``, ``"mmd"`` (see ``train_adapted``) or ``"oracle"``: supervised
-    training on the target's own labelled training split, an upper bound no UDA method is given.
-    The weights are initialised from ``torch.manual_seed(seed)``; target *test* accuracy is logged
-    ``eval_every`` steps (default: 6 points per run).  With ``cache``, the result is stored in
-    ``<data_dir>/cache/digits`` (checksummed), so lesson 05 reuses lesson 04's runs and a re-run
-    notebook does not retrain; a cache hit returns exactly what training gave, and either way the
-    caller's global RNG is left as it was.  The key holds every setting and ``config.numerics_tag``
-    (device, CPU threads), so a run with another thread count trains its own.
+    method: ``"source"``, ``"dann"``, ``"mmd"`` (see ``train_adapted``), ``"bn_only"`` (DANN with
+    λ_max = 0: the target batch passes through the network in train mode, so BatchNorm sees it, but no
+    adversarial gradient reaches the features; the control for every method that mixes the batches) or
+    ``"oracle"``: supervised training on the target's own labelled training split, an upper bound no UDA
+    method is given.  The weights are initialised from ``torch.manual_seed(seed)``; target *test*
+    accuracy is logged every ``eval_every`` steps (default: only after the last).  With ``cache``, the
+    result is stored in ``<data_dir>/cache/digits`` (checksummed) and a hit returns exactly what training
+    gave; either way the caller's global RNG and thread count are left as they were.  On a CPU a run
+    trains on one thread, so one cache (``cpu1t``) serves every thread count.
     """
-    if method not in (*METHODS, "oracle"):
-        raise ValueError(f"Unknown method {method!r}; use one of {(*METHODS, 'oracle')}")
-    eval_every = eval_every or max(steps // 6, 1)
-    lam = 0.0 if method in ("source", "oracle") else lambda_max
+    loss_name, lam = _canonical(method, lambda_max)
+    eval_every = eval_every or steps
     dev = torch.device(device)
-    key = (f"{pair.target}_{method}_lam{lam:g}_steps{steps}_bs{batch_size}_every{eval_every}_seed{seed}_"
-           f"{pair.profile}_{config.numerics_tag(dev)}")
-    path = pair.data_dir / "cache" / "digits" / f"{key}.v{CACHE_VERSION}.pt"
-    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):  # the caller's RNG is untouched
-        torch.manual_seed(seed)
+    path = cache_path(pair, method, steps, lambda_max, seed, device, eval_every, batch_size, lr0)
+    with config.one_thread_on_cpu(dev), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)  # the caller's RNG is untouched
         model = DANN(10, (3, SIZE, SIZE)).to(dev)
         saved = load_stamped(path) if cache else None
         if saved is not None:
             model.load_state_dict(saved["state_dict"])
-            return model, saved["history"]
+            return model.to(memory_format=torch.channels_last), saved["history"]
         source = pair.target_train if method == "oracle" else pair.source_train
-        history = train_adapted(model, source, pair.target_train[0], steps, "source" if method == "oracle" else method,
-                                batch_size=batch_size, lambda_max=lam, target_test=pair.target_test, seed=seed,
-                                progress=progress, eval_every=eval_every)
+        history = train_adapted(model, source, pair.target_train[0], steps, "source" if method == "oracle" else loss_name,
+                                batch_size=batch_size, lambda_max=lam, lr0=lr0, target_test=pair.target_test,
+                                seed=seed, progress=progress, eval_every=eval_every)
     if cache:
         save_stamped({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history}, path)
     return model, history
+
+
+def experiment_runs(profile: str | None = None) -> list[tuple[str, str, float, int]]:
+    """Every run lessons 04-05 and Exercise 3 read, as ``(target, method, λ_max, seed)``: on both pairs
+    source, bn_only, DANN, MMD and oracle; on MNIST-M also DANN at each λ_max of ``SWEEP``."""
+    recipe = RECIPES[config.resolve_profile(profile)]
+    out = []
+    for target in TARGETS:
+        cells = [("source", 0.0), ("bn_only", 0.0), ("dann", LAMBDA_MAX["dann"][target]),
+                 ("mmd", LAMBDA_MAX["mmd"][target]), ("oracle", 0.0)]
+        if target == "mnist_m":
+            cells += [("dann", lam) for lam in SWEEP if lam not in (0.0, LAMBDA_MAX["dann"][target])]
+        out += [(target, method, lam, seed) for method, lam in cells for seed in recipe.seeds]
+    return out
+
+
+def recipe_args(target: str, profile: str | None = None) -> dict:
+    """``run``'s keyword arguments for the profile's recipe on MNIST -> ``target``: steps, eval_every, batch_size, lr0."""
+    recipe = RECIPES[config.resolve_profile(profile)]
+    steps = recipe.steps(target)
+    return {"steps": steps, "eval_every": max(steps // recipe.evals, 1), "batch_size": recipe.batch_size,
+            "lr0": recipe.lr0}
+
+
+def trained(target: str, method: str, lambda_max: float = 0.0, seed: int = 0, profile: str | None = None,
+            device: torch.device | str = "cpu", data_dir: str | Path | None = None,
+            pair: DigitPair | None = None, progress: bool = False) -> tuple[DANN, list[dict]]:
+    """One run of the profile's recipe (``run`` with its steps, batch, lr0 and evaluations): a cache hit
+    once ``experiments`` has run, else trained and cached now."""
+    profile = config.resolve_profile(profile)
+    pair = pair or load_pair(target, profile, data_dir)
+    return run(pair, method, lambda_max=lambda_max, seed=seed, device=device, progress=progress,
+               **recipe_args(target, profile))
+
+
+def experiments(profile: str | None = None, device: torch.device | str = "cpu", data_dir: str | Path | None = None,
+                progress: bool = True, shard: tuple[int, int] = (0, 1)) -> dict[tuple[str, str, float, int], list[dict]]:
+    """``{(target, method, λ_max, seed): history}`` for every run of ``experiment_runs``, trained on first
+    use and cached one by one.  ``shard=(i, k)`` trains only every k-th missing run from the i-th and
+    returns what is cached so far, so K processes can fill the cache in parallel (tools/warm_caches.py)."""
+    profile = config.resolve_profile(profile)
+    if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"shard must be (i, k) with 0 <= i < k, got {shard}")
+    pairs = {t: load_pair(t, profile, data_dir) for t in TARGETS}
+    path = lambda t, m, lam, s: cache_path(pairs[t], m, lambda_max=lam, seed=s, device=device, **recipe_args(t, profile))
+    runs = experiment_runs(profile)
+    todo = [r for r in runs if not path(*r).exists()][shard[0]::shard[1]]
+    for target, method, lam, seed in tqdm(todo, desc="digit runs", disable=not progress):
+        trained(target, method, lam, seed, profile, device, pair=pairs[target])
+    return {r: load_stamped(path(*r))["history"] for r in runs if path(*r).exists()}

@@ -39,7 +39,18 @@ def forever(loader: Iterable) -> Iterator:
             raise ValueError("cannot cycle an empty loader")
 
 
-@torch.no_grad()
+def shuffled_batches(n: int, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Index batches (batch_size,) of a new permutation of range(n) each pass, the last partial batch dropped,
+    forever: what a shuffling ``DataLoader`` with ``drop_last`` gives under ``forever``, without its per-item
+    collation (which cost a third of a training step here)."""
+    if not 0 < batch_size <= n:
+        raise ValueError(f"need 0 < batch_size <= n, got batch_size={batch_size}, n={n}")
+    gen = torch.Generator().manual_seed(seed)
+    while True:
+        yield from torch.randperm(n, generator=gen)[: n - n % batch_size].split(batch_size)
+
+
+@torch.inference_mode()
 def features_and_logits(model: DANN, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """Eval-mode features (N, D) and class logits (N, K) on the CPU for images x (N, C, H, W)."""
     was = model.training
@@ -58,14 +69,15 @@ def accuracy(model: DANN, x: torch.Tensor, y: torch.Tensor) -> float:
 def train_adapted(model: DANN, source: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor, steps: int,
                   method: str = "dann", batch_size: int = 64, lambda_max: float = 1.0, gamma: float = 10.0,
                   lr0: float = 0.01, target_test: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  eval_every: int = 100, seed: int = 0, progress: bool = True) -> list[dict]:
+                  eval_every: int | None = None, seed: int = 0, progress: bool = True) -> list[dict]:
     """Train ``model`` for ``steps`` iterations; λ(p) and μ_p are set before each, p = (step - 1) / steps.
 
     source: (images (N, C, H, W), labels (N,)); target: unlabelled images (M, C, H, W).
-    Returns one dict per evaluation (every ``eval_every`` steps and at the end), averaged over the steps
+    Returns one dict per evaluation (every ``eval_every`` steps, default only at the end), averaged over the steps
     since the last one: step, lambda, lr, class_loss, and domain_loss + domain_acc (dann) or mmd2 (mmd);
     target_acc when ``target_test`` (images, labels) is given.  ``seed`` fixes the batch order of each
-    domain (independently); dropout draws from the global RNG, which ``course_lib.setup`` seeds.
+    domain (independently); dropout draws from the global RNG, which ``course_lib.setup`` seeds.  The model
+    is switched to ``channels_last`` memory format (faster convolutions; the same numbers up to rounding).
     """
     if method not in METHODS:
         raise ValueError(f"Unknown method {method!r}; use one of {METHODS}")
@@ -75,21 +87,20 @@ def train_adapted(model: DANN, source: tuple[torch.Tensor, torch.Tensor], target
     if xs.shape[1:] != target.shape[1:]:
         raise ValueError(f"source and target images must have the same shape, got {tuple(xs.shape[1:])} "
                          f"and {tuple(target.shape[1:])}; resize/convert them first (course_lib.features.to_rgb)")
+    eval_every = eval_every or steps
     if steps < 1 or eval_every < 1:
         raise ValueError(f"steps and eval_every must be >= 1, got {steps} and {eval_every}")
     if min(len(xs), len(target)) < batch_size:
         raise ValueError(f"each domain needs at least batch_size={batch_size} images")
     device = next(model.parameters()).device
-    loader = lambda offset, *t: torch.utils.data.DataLoader(
-        torch.utils.data.TensorDataset(*t), batch_size, shuffle=True, drop_last=True,
-        generator=torch.Generator().manual_seed(seed + offset))  # one generator per domain
-    batches = zip(forever(loader(0, xs, ys)), forever(loader(1, target)))
+    model.to(memory_format=torch.channels_last)  # ~30% faster convolutions on a CPU, same results up to rounding
+    batches = zip(shuffled_batches(len(xs), batch_size, seed), shuffled_batches(len(target), batch_size, seed + 1))
     opt = torch.optim.SGD(model.parameters(), lr=lr0, momentum=0.9)
     history, sums, n = [], {}, 0
     model.train()
     for step in tqdm(range(1, steps + 1), desc=method, disable=not progress, leave=False):
-        (x_s, y_s), (x_t,) = next(batches)
-        x_s, y_s = x_s.to(device), y_s.to(device)
+        i_s, i_t = next(batches)
+        x_s, y_s, x_t = xs[i_s].to(device), ys[i_s].to(device), target[i_t]
         p = (step - 1) / steps
         lam = dann_lambda(p, gamma, lambda_max)
         for g in opt.param_groups:

@@ -10,7 +10,11 @@ QUESTIONS = {'q1': {'points': 4,
                   'assert torch.allclose(out, F.cross_entropy(s, y)), "alpha = 0 must give plain '
                   'cross-entropy"\n'
                   'assert kd_loss(t, t, y, 3.0, 1.0).abs() < 1e-6, "alpha = 1 and student == teacher must '
-                  'give 0"',
+                  'give 0"\n'
+                  'half = y.clone()\n'
+                  'half[4:] = distill.UNLABELLED\n'
+                  'assert torch.allclose(kd_loss(s, t, half, 3.0, 0.0), F.cross_entropy(s[:4], y[:4])), \\\n'
+                  '    "the cross-entropy must average over the labelled images only"',
                   'try:\n'
                   '    kd_loss(torch.zeros(4, 10), torch.zeros(4, 5), torch.zeros(4, dtype=torch.long), 2.0, '
                   '0.5)\n'
