@@ -353,7 +353,8 @@ print(widgets.dann_schedule(2, 1.0).title)
 #
 # **Choosing λ_max.** The paper uses λ_max = 1 with far longer training than our quick budget. Exercise 3
 # sweeps λ_max ∈ {0, 0.1, 0.3, 1} on these very runs, scores each on the target **validation** split
-# (never the test split we report) and picks 0.3 (checked there). For USPS a smaller sweep, seed 0 only
+# (never the test split we report) and picks 0.3 with these seeds; 0.1 is within 4 points on validation
+# (about 1.5 here; checked there: which of the two wins can change with the seeds). For USPS a smaller sweep, seed 0 only
 # (`tools/sweep_adaptation.py --seeds 0` runs such sweeps), compared 0.03, 0.1 and 0.3 on the validation
 # split (0.771, 0.756, 0.731) and picked 0.03. Note what that means: we used target labels to pick a hyperparameter, as UDA papers routinely do. A real unlabelled
 # target has no such labels, which makes this number optimistic.
@@ -441,14 +442,16 @@ src_acc, bn_acc, dann_acc, oracle_acc = (float(np.mean(accs(mm_res, m))) for m i
 #
 # * source-only transfers badly: on MNIST's own test images it is more than 30 points more accurate
 #   than on MNIST-M's, and the oracle is more than 30 points better on the same MNIST-M images;
-# * DANN reaches about 0.73 on average over the seeds (at least 0.70 asserted), about 16 points above
-#   source-only (at least 13 asserted, to leave room for another machine's rounding); source-only itself
-#   varies by several points between seeds, so that interval is wide;
+# * DANN reaches about 0.73 on average over the seeds, about 16 points above source-only; source-only
+#   itself varies by several points between seeds, so that interval is wide. Another draw of three seeds
+#   can land a few points lower (the per-seed values above spread by several points), so the notebook
+#   asserts at least 0.67 and at least 12 points over source-only;
 # * **BatchNorm alone does a large part of it**: the `bn_only` control is above source-only on average,
-#   and accounts for between a quarter and three quarters of DANN's gain over source-only (about 40%
-#   here). With three seeds its own interval is wide;
-# * **the adversary's own gain**, DANN above `bn_only` paired by seed, is at least 4 points on average,
-#   with a 95% interval above 0: the reversed gradient does help, by less than "DANN − source-only" suggests;
+#   and accounts for between a quarter and most of DANN's gain over source-only (about 40% here; at
+#   most 85% asserted). With three seeds its own interval is wide;
+# * **the adversary's own gain**, DANN above `bn_only` paired by seed, is positive for **every** seed and
+#   at least 2 points on average (about 9 here): the reversed gradient does help, by less than
+#   "DANN − source-only" suggests;
 # * DANN stays more than 15 points below the oracle (and below the paper's 0.77, reached with much longer
 #   training on all 60,000 MNIST images).
 
@@ -458,9 +461,10 @@ print(f"source-only: MNIST test {src_on_source:.3f}, MNIST-M test {src_acc:.3f}"
 assert src_on_source - src_acc > 0.30 and oracle_acc - src_acc > 0.30
 bn_gain, adv_gain, dann_gain = gap(mm_res, "bn_only", "source"), gap(mm_res, "dann", "bn_only"), gap(mm_res, "dann", "source")
 print(f"share of DANN's gain that the BatchNorm-only control already has: {bn_gain[0] / dann_gain[0]:.2f}")
-assert dann_acc >= 0.70 and dann_gain[0] >= 0.13
-assert bn_gain[0] > 0 and 0.25 < bn_gain[0] / dann_gain[0] < 0.75
-assert adv_gain[0] >= 0.04 and adv_gain[0] - adv_gain[1] > 0  # the adversary's gain: its 95% CI excludes 0
+adv_each = [d - b for d, b in zip(accs(mm_res, "dann"), accs(mm_res, "bn_only"))]  # per seed
+assert dann_acc >= 0.67 and dann_gain[0] >= 0.12
+assert bn_gain[0] > 0 and 0.25 < bn_gain[0] / dann_gain[0] < 0.85
+assert adv_gain[0] >= 0.02 and min(adv_each) > 0  # the adversary's gain, on every seed
 assert oracle_acc - dann_acc > 0.15 and dann_acc < PAPER["dann"]
 
 # %% [markdown]

@@ -396,8 +396,9 @@ plt.show()
 #   of it would be crediting it with what BatchNorm did. Above the control MMD gains at least 5 points on
 #   average; with three seeds, and seeds that vary by several points, that interval is wide.
 # * On MNIST → USPS MMD beats source-only by at least 10 points on average too (about 17 here), but there
-#   the control has most of it: more than 60% (over 80% here), and MMD adds less than 5 points above
-#   `bn_only` (about 3 here). Lesson 04 found the same for DANN on this pair.
+#   the control has most of it: more than 60% (over 80% here), and MMD adds less than 10 points above
+#   `bn_only` (about 3 here, with an interval that includes 0). Lesson 04 found the same for DANN on this
+#   pair.
 # * The gaps between MMD and DANN are small against the spread between seeds, so we make no claim about
 #   their order; the printed TLlib row (its own network and schedule) puts DANN ahead of DAN on MNIST → USPS.
 
@@ -408,7 +409,7 @@ assert gain["mnist_m", "mmd", "source"][0] >= 0.10 and 0.25 < mm_bn_share < 0.75
 assert gain["mnist_m", "mmd", "bn_only"][0] >= 0.05
 us_bn_share = gain["usps", "bn_only", "source"][0] / gain["usps", "mmd", "source"][0]
 print(f"USPS: share of MMD's gain over source-only that bn_only already has: {us_bn_share:.2f}")
-assert gain["usps", "mmd", "source"][0] >= 0.10 and us_bn_share > 0.6 and gain["usps", "mmd", "bn_only"][0] < 0.05
+assert gain["usps", "mmd", "source"][0] >= 0.10 and us_bn_share > 0.6 and gain["usps", "mmd", "bn_only"][0] < 0.10
 
 # %% [markdown]
 # ## Summary

@@ -446,7 +446,7 @@ plt.show()
 # %%
 best, best_test = choose_and_report({l: val_acc[l] for l in GRID}, {l: test_acc[l] for l in GRID})
 assert best == max(GRID, key=lambda l: (val_acc[l], -l))
-assert best == digits.LAMBDA_MAX["dann"]["mnist_m"]  # the value lesson 04 uses
+assert best in (0.1, 0.3) and abs(val_acc[0.1] - val_acc[0.3]) < 0.04  # lesson 04 uses 0.3
 paired = lambda a, b: stats.t_ci([x - y for x, y in zip(test_seeds[a], test_seeds[b])])
 gains = {"λ_max = 0 − source-only (BatchNorm sees the target)": paired(0.0, "source"),
          f"λ_max = {best:g} − λ_max = 0 (the adversary's own gain)": paired(best, 0.0),
@@ -468,6 +468,9 @@ for name, (m, h) in gains.items():
 #
 # Each claim below is asserted:
 #
+# * λ_max = 0.1 and 0.3 are within 4 points of each other on validation (about 1.5 here), and one of them
+#   is chosen: which one depends on the seeds, so "the best λ_max" is a range here, not a value (lesson 04
+#   uses 0.3);
 # * DANN with the λ_max chosen on validation beats source-only on the target **test** split by at least
 #   10 points on average over the seeds (and stays below the paper's 0.77, reached with far longer training
 #   on 60,000 images);

@@ -110,3 +110,16 @@ def test_corrupted_cache_raises_instead_of_retraining(pair, monkeypatch):
     path.with_name(path.name + ".sha256").unlink()
     with pytest.raises(ChecksumError, match="missing"):
         digits.run(pair, "source", steps=2, batch_size=8, progress=False)
+
+
+@pytest.mark.parametrize("method", ["source", "bn_only", "dann", "mmd", "oracle"])
+def test_run_on_a_cuda_device_matches_the_cpu(pair, method):
+    """Under fake_cuda() a run takes its CUDA code paths on the CPU, with the pair's CPU tensors."""
+    from fakecuda import fake_cuda
+
+    _, on_cpu = digits.run(pair, method, steps=3, lambda_max=0.5, batch_size=8, progress=False, cache=False)
+    with fake_cuda():
+        model, on_cuda = digits.run(pair, method, steps=3, lambda_max=0.5, batch_size=8, progress=False,
+                                    cache=False, device="cuda")
+    assert on_cuda[-1]["target_acc"] == on_cpu[-1]["target_acc"]
+    assert on_cuda[-1]["class_loss"] == pytest.approx(on_cpu[-1]["class_loss"], rel=1e-5)

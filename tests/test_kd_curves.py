@@ -124,3 +124,17 @@ def test_the_cache_key_ignores_which_runs_are_made():
     base = kc.Recipe((300,), (0,), 300)
     assert base.key() == kc.Recipe((300, 6000), (0, 1, 2), 100, temperatures=(2.0,), T=1.0, alpha=0.1).key()
     assert base.key() != kc.Recipe((300,), (0,), 300, epochs=5).key()
+
+
+@pytest.mark.parametrize("setting", [kc.ALONE, (4.0, 0.5)])
+def test_train_run_on_a_cuda_device_matches_the_cpu(setting):
+    """Under fake_cuda() the run takes its CUDA code paths on the CPU: inputs stay on the CPU."""
+    from fakecuda import fake_cuda
+
+    s = _splits()
+    logits, labelled = _teacher_logits(s.y), torch.arange(4)
+    on_cpu = kc.train_run(s.x, s.y, labelled, logits, setting, TINY, seed=0)
+    with fake_cuda():
+        on_cuda = kc.train_run(s.x, s.y, labelled, logits, setting, TINY, seed=0, device="cuda")
+        out = kc.logits_of(on_cuda, s.test_x)
+    assert out.device.type == "cpu" and torch.allclose(out, kc.logits_of(on_cpu, s.test_x), atol=1e-5)

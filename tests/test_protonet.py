@@ -109,3 +109,29 @@ def test_runs_cache_each_run_and_shard_the_missing_ones(tmp_path, monkeypatch):
     monkeypatch.setattr(meta_grid, "train_maml", lambda *a, **k: pytest.fail("a cached run was retrained"))
     again = meta_grid.runs("quick", data_dir=tmp_path, progress=False)
     assert all(torch.equal(again[key]["acc"][1], every[key]["acc"][1]) for key in every)
+
+
+def test_protonet_and_maml_on_a_cuda_device_match_the_cpu(monkeypatch):
+    """Under fake_cuda() training and testing take their CUDA code paths on the CPU, with CPU inputs."""
+    from fakecuda import fake_cuda
+
+    monkeypatch.setattr(meta_grid, "TEST_QUERY", 1)
+    g = torch.Generator().manual_seed(0)
+    train_x, train_y = torch.rand(6 * 4, 1, 28, 28, generator=g), torch.arange(6).repeat_interleave(4)
+    test_x = torch.rand(5 * 3, 1, 28, 28, generator=g)
+    episodes = {1: [(torch.arange(5) * 3, torch.arange(5) * 3 + 1)]}
+    tiny = meta_grid.Recipe(seeds=(0,), proto_episodes=2, maml_steps=2, test_episodes=1, maml_test_episodes=1,
+                            proto_way=3, proto_shot=1, proto_query=1, proto_channels=4, maml_channels=4,
+                            meta_batch=1, maml_query=1, test_inner_steps=1)
+
+    def run(device):
+        net, _ = meta_grid.train_protonet(train_x, train_y, tiny, 0, device)
+        model, _ = meta_grid.train_maml(train_x, train_y, tiny, 0, device, teacher=meta_grid.teacher_of(net))
+        return (meta_grid.test_protonet(net, test_x, episodes, device),
+                meta_grid.test_maml(model, test_x, episodes, tiny, meta_grid.teacher_of(net), device))
+
+    on_cpu = run("cpu")
+    with fake_cuda():
+        on_cuda = run("cuda")
+    for a, b in zip(on_cpu, on_cuda):
+        assert b[1].device.type == "cpu" and torch.allclose(a[1], b[1])
