@@ -161,14 +161,15 @@ def runs(profile: str | None = None, device: torch.device | str = "cpu", data_di
          part: Literal["curve", "grid"] | None = None) -> dict:
     """The curve's and the grid's runs (``part``: one of them, default both), trained on first use and
     cached one by one: ``{(n, setting, seed): {"state": state_dict, "val": logits (M, C), "test": logits}}``.
-    ``shard=(i, k)`` trains only every k-th missing run from the i-th and returns what is cached so far."""
+    ``shard=(i, k)`` trains the missing ones among every k-th run from the i-th (a fixed split, whenever a
+    process starts) and returns what is cached so far."""
     if part not in ("curve", "grid", None):
         raise ValueError(f"part must be 'curve', 'grid' or None, got {part!r}")
     profile = config.resolve_profile(profile)
     recipe, folder = RECIPES[profile], cache_dir(profile, device, data_dir)
     keys = list(dict.fromkeys((recipe.curve_keys() if part != "grid" else [])
                               + (recipe.grid_keys() if part != "curve" else [])))
-    todo = [key for key in keys if not (folder / _name(key)).exists()][shard[0]::shard[1]]
+    todo = [key for key in keys[shard[0]::shard[1]] if not (folder / _name(key)).exists()]
     if todo:
         sets, logits = splits(profile, data_dir), teacher_logits(profile, device, data_dir)
         for key in tqdm(todo, desc="distillation runs", disable=not progress):

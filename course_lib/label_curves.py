@@ -62,7 +62,7 @@ class Recipe:
         return config.settings_digest(asdict(self), ignore=("label_counts", "seeds"))
 
 
-RECIPES = {"quick": Recipe((32, 100, 316, 1000, 4708), tuple(range(8)), 100, 400, 50, batch_size=32),
+RECIPES = {"quick": Recipe((32, 100, 316, 1000, 4708), tuple(range(6)), 100, 400, 50, batch_size=32),
            "full": Recipe((32, 100, 316, 1000, 4708), tuple(range(10)), 300, 1200, 100)}
 
 
@@ -165,13 +165,13 @@ def transfer_vs_scratch(profile: str | None = None, device: torch.device | str =
     """Every run of the profile's recipe, trained on first use and cached: ``{(kind, n, seed): trace}``.
 
     Cached runs are read; missing ones are trained and saved one by one, so an interrupted experiment
-    resumes where it stopped.  ``shard=(i, k)`` trains only every k-th missing run from the i-th (for k
-    parallel processes) and returns what is cached so far."""
+    resumes where it stopped.  ``shard=(i, k)`` trains the missing ones among every k-th run from the i-th
+    (for k parallel processes; a fixed split, whenever each starts) and returns what is cached so far."""
     profile = config.resolve_profile(profile)
     recipe, folder = RECIPES[profile], cache_dir(profile, device, data_dir)
     keys = [(k, n, s) for n in recipe.label_counts for s in recipe.seeds for k in KINDS]
     path = lambda key: folder / f"{key[0]}_{key[1]}_{key[2]}.pt"
-    todo = [key for key in keys if not path(key).exists()][shard[0]::shard[1]]
+    todo = [key for key in keys[shard[0]::shard[1]] if not path(key).exists()]
     if todo:
         sets = _pneumonia(profile, data_dir)
         x, y = sets["train"]

@@ -181,8 +181,8 @@ def runs(profile: str | None = None, device: torch.device | str = "cpu", data_di
     ``{(method, seed): {"state": state_dict, "history": [...], "acc": {shots: (E,)}}}``.
 
     The work is split in jobs: a seed's ProtoNet and its meta-distillation (which needs that ProtoNet as
-    teacher) form one job, a seed's MAML another.  ``shard=(i, k)`` runs only every k-th missing job from the
-    i-th and returns what is cached so far."""
+    teacher) form one job, a seed's MAML another.  ``shard=(i, k)`` runs the missing ones among every k-th
+    job from the i-th (a fixed split, whenever a process starts) and returns what is cached so far."""
     profile = config.resolve_profile(profile)
     if not set(methods) <= set(METHODS):
         raise ValueError(f"methods must come from {METHODS}, got {tuple(methods)}")
@@ -190,7 +190,7 @@ def runs(profile: str | None = None, device: torch.device | str = "cpu", data_di
     path = lambda method, seed: folder / f"{method.replace(' ', '_')}_{recipe.key(method)}_{seed}.pt"
     jobs = [(group, s) for group in (("ProtoNet", "meta-distillation"), ("MAML",)) for s in recipe.seeds]
     jobs = [(tuple(m for m in group if m in methods), s) for group, s in jobs]
-    todo = [(g, s) for g, s in jobs if g and not all(path(m, s).exists() for m in g)][shard[0]::shard[1]]
+    todo = [(g, s) for g, s in jobs[shard[0]::shard[1]] if g and not all(path(m, s).exists() for m in g)]
     if todo:
         x, y = meta_train_set(profile, data_dir)
         test_x = test_images(profile, data_dir)

@@ -153,8 +153,8 @@ def cache_dir(profile: str, device: torch.device | str = "cpu", data_dir: str | 
 def grid(profile: str | None = None, device: torch.device | str = "cpu", data_dir: str | Path | None = None,
          progress: bool = True, shard: tuple[int, int] = (0, 1), strategies: Sequence[str] | None = None) -> dict:
     """Every run of the profile's recipe (for ``strategies``, default all), trained on first use and cached
-    one by one: ``{(target, strategy, n, seed): test probabilities (M,)}``.  ``shard=(i, k)`` trains only
-    every k-th missing run from the i-th and returns what is cached so far."""
+    one by one: ``{(target, strategy, n, seed): test probabilities (M,)}``.  ``shard=(i, k)`` trains the
+    missing ones among every k-th run from the i-th (a fixed split) and returns what is cached so far."""
     profile = config.resolve_profile(profile)
     recipe, folder = RECIPES[profile], cache_dir(profile, device, data_dir)
     chosen = STRATEGIES if strategies is None else tuple(strategies)
@@ -162,7 +162,7 @@ def grid(profile: str | None = None, device: torch.device | str = "cpu", data_di
         raise ValueError(f"strategies must come from {STRATEGIES}, got {chosen}")
     keys = [(t, st, n, s) for t in TARGETS for n in recipe.sizes for s in recipe.seeds for st in chosen]
     path = lambda key: folder / "{}_{}_{}_{}.pt".format(*key)
-    todo = [key for key in keys if not path(key).exists()][shard[0]::shard[1]]
+    todo = [key for key in keys[shard[0]::shard[1]] if not path(key).exists()]
     sets = {t: target_data(t, profile, data_dir) for t in {key[0] for key in todo}}
     for target, strategy, n, seed in tqdm(todo, desc="strategy grid", disable=not progress):
         px, py, tx, _ = sets[target]

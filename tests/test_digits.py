@@ -73,8 +73,13 @@ def test_experiments_fills_the_cache_in_shards(pair, monkeypatch):
     assert len(runs) == len(set(runs)) == 2 * (5 + 5 + len(digits.SWEEP) - 2)
     assert ("mnist_m", "bn_only", 0.0, 1) in runs and ("mnist_m", "dann", 1.0, 0) in runs
     first = digits.experiments("quick", progress=False, shard=(0, 2))
-    assert 0 < len(first) < len(runs)
-    every = digits.experiments("quick", progress=False, shard=(0, 1))  # the rest
+    assert set(first) == set(runs[0::2])  # a fixed split: the even-numbered runs
+    trained = []
+    train = digits.train_adapted
+    monkeypatch.setattr(digits, "train_adapted", lambda *a, **k: trained.append(1) or train(*a, **k))
+    digits.experiments("quick", progress=False, shard=(1, 2))  # starting later, it trains only its own half
+    assert len(trained) == len(runs[1::2])
+    every = digits.experiments("quick", progress=False, shard=(0, 1))
     assert set(every) == set(runs) and all(every[r] == h for r, h in first.items())
     monkeypatch.setattr(digits, "train_adapted", lambda *a, **k: pytest.fail("all cached"))
     assert digits.experiments("quick", progress=False) == every

@@ -185,7 +185,7 @@ def trained(target: str, method: str, lambda_max: float = 0.0, seed: int = 0, pr
 def experiments(profile: str | None = None, device: torch.device | str = "cpu", data_dir: str | Path | None = None,
                 progress: bool = True, shard: tuple[int, int] = (0, 1)) -> dict[tuple[str, str, float, int], list[dict]]:
     """``{(target, method, λ_max, seed): history}`` for every run of ``experiment_runs``, trained on first
-    use and cached one by one.  ``shard=(i, k)`` trains only every k-th missing run from the i-th and
+    use and cached one by one.  ``shard=(i, k)`` trains the missing ones among every k-th run from the i-th and
     returns what is cached so far, so K processes can fill the cache in parallel (tools/warm_caches.py)."""
     profile = config.resolve_profile(profile)
     if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
@@ -193,7 +193,7 @@ def experiments(profile: str | None = None, device: torch.device | str = "cpu", 
     pairs = {t: load_pair(t, profile, data_dir) for t in TARGETS}
     path = lambda t, m, lam, s: cache_path(pairs[t], m, lambda_max=lam, seed=s, device=device, **recipe_args(t, profile))
     runs = experiment_runs(profile)
-    todo = [r for r in runs if not path(*r).exists()][shard[0]::shard[1]]
+    todo = [r for r in runs[shard[0]::shard[1]] if not path(*r).exists()]
     for target, method, lam, seed in tqdm(todo, desc="digit runs", disable=not progress):
         trained(target, method, lam, seed, profile, device, pair=pairs[target])
     return {r: load_stamped(path(*r))["history"] for r in runs if path(*r).exists()}
