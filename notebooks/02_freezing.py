@@ -423,7 +423,7 @@ fig.tight_layout()
 #
 # The fine-tune-vs-scratch gap on X-rays is the noisiest number here (a 270,000-parameter network trained
 # from random weights on 20–320 images, with no early stopping). Section 5 measures it properly: AUC,
-# early stopping, 6 seeds, up to all 4,708 images, and a budget where scratch has time to catch up.
+# early stopping, 5 seeds, up to all 4,708 images, and a budget where scratch has time to catch up.
 
 # %%
 SIM, DIS = TARGETS
@@ -468,8 +468,8 @@ assert all(m > 0 for m, _ in gap[DIS, "full", "scratch"])
 # * **seeds**: each seed picks the subset, the initial weights and the batch order. Both methods see the
 #   same subset, so their difference is paired per seed. Intervals are 95% Student-t.
 #
-# That is 60 networks in `quick` (5 label counts × 6 seeds × 2 methods), about 50 s each on one CPU core:
-# about 20 minutes on a 2-core machine, far beyond a lesson's budget. So each run is cached in the data
+# That is 50 networks in `quick` (5 label counts × 5 seeds × 2 methods), about 50 s each on one CPU core:
+# about 17 minutes on a 2-core machine, far beyond a lesson's budget. So each run is cached in the data
 # directory: `make test` trains them first (`tools/warm_caches.py`, one process per core) and this cell
 # reads them. Without a cache it trains the missing ones here, with a progress bar (and lesson 08 reads
 # what this cell trained).
@@ -521,7 +521,7 @@ fig.tight_layout()
 # %% [markdown]
 # What the curves say, each checked below:
 #
-# * transfer is ahead on average at every label count and at both budgets, by one to three AUC points
+# * transfer is ahead on average at every label count and at both budgets, by half a point to four AUC points
 #   (small: every mean difference is below 0.04);
 # * at most label counts the paired 95% interval lies wholly above 0 (listed below), so the lead is not
 #   the luck of a seed;
@@ -533,7 +533,7 @@ fig.tight_layout()
 #   given a longer schedule; Raghu et al. (2019, *Transfusion*) found ImageNet features of little help on
 #   medical images with 100,000+ labels.
 # * Section 4 (accuracy, 25 × 64 examples, 5 seeds, no early stopping) and this section (AUC, early stopping,
-#   6 seeds in `quick`) agree in direction: fine-tuning is ahead of scratch on X-rays. Section 4 alone
+#   5 seeds in `quick`) agree in direction: fine-tuning is ahead of scratch on X-rays. Section 4 alone
 #   could not tell whether scratch merely lacked steps; with 4× more, it still trails.
 #
 # Lesson 08 trains one pair at 1,000 labels and places it on this curve.
