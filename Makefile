@@ -25,12 +25,14 @@ lab: install
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest tests --ignore=tests/browser
 	$(PY) tools/warm_caches.py
 	$(PY) tools/run_notebooks.py notebooks solutions
 	$(PY) -m pytest tests/browser
 
 unit: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest tests --ignore=tests/browser
 
 # Every notebook taking its CUDA code paths on the CPU (tests/fakecuda.py): a device mix-up fails as on a GPU.

@@ -9,7 +9,8 @@ scores) compute on the device of their inputs.  ``tests/test_devices.py`` checks
 without a GPU (``tests/fakecuda.py`` lets CPU tensors pose as CUDA tensors).
 """
 
+from .bench_record import record
 from .config import Config, setup
 
 __version__ = "0.1.0"
-__all__ = ["Config", "setup", "__version__"]
+__all__ = ["Config", "record", "setup", "__version__"]

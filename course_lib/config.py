@@ -93,7 +93,8 @@ def resolve_profile(profile: str | None = None) -> str:
 
 
 def cpu_threads(profile: str, device: torch.device) -> int | None:
-    """Threads to pin: ``$COURSE_THREADS`` if set, else ``QUICK_THREADS`` for quick on a CPU, else None (torch's default)."""
+    """Threads to pin: ``$COURSE_THREADS`` if set, else ``QUICK_THREADS`` for quick on a CPU, else None (torch's
+    default)."""
     env = os.environ.get("COURSE_THREADS", "").strip()
     if env:
         if not env.isdigit() or int(env) < 1:

@@ -16,7 +16,8 @@
 from __future__ import annotations
 
 import time
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -25,7 +26,6 @@ from tqdm.auto import tqdm
 
 from . import config
 from .models import Normalize
-
 
 UNLABELLED = -1  # a target with no label: the hard term skips it, the soft term still uses it
 
@@ -45,7 +45,8 @@ def _check_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor, ta
         raise ValueError(f"teacher_logits must have the student's shape {tuple(student_logits.shape)}, "
                          f"got {tuple(teacher_logits.shape)}")
     if targets.ndim != 1 or len(targets) != len(student_logits):
-        raise ValueError(f"targets must be (N,) = ({len(student_logits)},) class indices, got shape {tuple(targets.shape)}")
+        raise ValueError(f"targets must be (N,) = ({len(student_logits)},) class indices, "
+                         f"got shape {tuple(targets.shape)}")
     if targets.dtype not in (torch.int64, torch.int32, torch.uint8, torch.int16, torch.int8):
         raise ValueError(f"targets must hold integer class indices, got dtype {targets.dtype}")
     if len(targets) and (targets.min() < UNLABELLED or targets.max() >= student_logits.shape[1]):

@@ -3,7 +3,7 @@ head on cached features is exact and several times faster than a forward pass pe
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,8 @@ def to_rgb(x: torch.Tensor, size: int | None = None) -> torch.Tensor:
 
 @torch.no_grad()
 def extract(fn: Callable[[torch.Tensor], torch.Tensor], ds: Dataset, batch_size: int = 256,
-            device: torch.device | str | None = None, transform: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            device: torch.device | str | None = None,
+            transform: Callable | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Features ``fn(transform(x))`` for a whole dataset in eval mode: (N, D) float32 on the CPU, labels (N,).
 
     ``fn`` is a module or a module's method; it runs on ``device``, by default the module's.

@@ -22,21 +22,21 @@ processes (``tools/warm_caches.py``).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Literal, NamedTuple, Union
+from typing import Literal, NamedTuple
 
 import torch
 from tqdm.auto import tqdm
 
 from . import config, data, distill, models
-from .data.integrity import load_stamped, save_stamped
+from .data.cache import cached, load_stamped, path_for, save_stamped
 from .stats import t_ci
 from .strategies import balanced_subset, logits_of
 
 ALONE = "alone"
-Setting = Union[str, tuple[float, float]]  # ALONE or (T, alpha)
-CACHE_VERSION = 1
+Setting = str | tuple[float, float]  # ALONE or (T, alpha)
 
 
 @dataclass(frozen=True)
@@ -93,23 +93,20 @@ def splits(profile: str | None = None, data_dir: str | Path | None = None) -> Sp
 
 def cache_dir(profile: str, device: torch.device | str = "cpu", data_dir: str | Path | None = None) -> Path:
     """``<data_dir>/cache/kd_curves/<profile>_<recipe key>_<numerics>.v<N>/``: one file per run."""
-    root = Path(data_dir) if data_dir is not None else config.data_dir()
     key = f"{profile}_{RECIPES[profile].key()}_{config.one_thread_tag(device)}"
-    return root / "cache" / "kd_curves" / f"{key}.v{CACHE_VERSION}"
+    return path_for("kd_curves", key, data_dir, suffix="")
 
 
 def teacher_logits(profile: str | None = None, device: torch.device | str = "cpu",
                    data_dir: str | Path | None = None) -> torch.Tensor:
     """The ResNet-56 teacher's logits (N, 10) on the transfer set, computed once (one CPU thread) and cached."""
     profile = config.resolve_profile(profile)
-    path = cache_dir(profile, device, data_dir) / "teacher_logits.pt"
-    cached = load_stamped(path)
-    if cached is None:
+
+    def compute() -> torch.Tensor:
         with config.one_thread_on_cpu(device):
-            teacher = models.cifar_resnet(56).to(device)
-            cached = distill.teacher_logits(teacher, splits(profile, data_dir).x)
-        save_stamped(cached, path)
-    return cached
+            return distill.teacher_logits(models.cifar_resnet(56).to(device), splits(profile, data_dir).x)
+
+    return cached(cache_dir(profile, device, data_dir) / "teacher_logits.pt", compute)
 
 
 def partial_labels(y: torch.Tensor, labelled: torch.Tensor) -> torch.Tensor:

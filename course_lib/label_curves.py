@@ -34,12 +34,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import config, data, metrics, models
-from .data.integrity import load_stamped, save_stamped
+from .data.cache import load_stamped, path_for, save_stamped
 from .features import to_rgb
 from .stats import t_ci
 
 KINDS = ("transfer", "scratch")
-CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -149,9 +148,8 @@ def at_budget(trace: list[tuple[int, float, float]], steps: int) -> float:
 
 def cache_dir(profile: str, device: torch.device | str = "cpu", data_dir: str | Path | None = None) -> Path:
     """``<data_dir>/cache/curves/<profile>_<recipe key>_<numerics>.v<N>/``: one file per run."""
-    root = Path(data_dir) if data_dir is not None else config.data_dir()
     numerics = config.one_thread_tag(device)  # runs pin one CPU thread (train_run)
-    return root / "cache" / "curves" / f"{profile}_{RECIPES[profile].key()}_{numerics}.v{CACHE_VERSION}"
+    return path_for("label_curves", f"{profile}_{RECIPES[profile].key()}_{numerics}", data_dir, suffix="")
 
 
 def _pneumonia(profile: str, data_dir) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -170,7 +168,10 @@ def transfer_vs_scratch(profile: str | None = None, device: torch.device | str =
     profile = config.resolve_profile(profile)
     recipe, folder = RECIPES[profile], cache_dir(profile, device, data_dir)
     keys = [(k, n, s) for n in recipe.label_counts for s in recipe.seeds for k in KINDS]
-    path = lambda key: folder / f"{key[0]}_{key[1]}_{key[2]}.pt"
+
+    def path(key: tuple[str, int, int]) -> Path:
+        return folder / f"{key[0]}_{key[1]}_{key[2]}.pt"
+
     todo = [key for key in keys[shard[0]::shard[1]] if not path(key).exists()]
     if todo:
         sets = _pneumonia(profile, data_dir)

@@ -26,21 +26,20 @@ one cache (``cpu1t``) serves every thread count, and ``shard`` splits the missin
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
 from . import config, data, meta, protonet
-from .data.integrity import load_stamped, save_stamped
+from .data.cache import load_stamped, path_for, save_stamped
 
 METHODS = ("ProtoNet", "MAML", "meta-distillation")
 SHOTS = (1, 5)
 TEST_QUERY = 15
-CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -171,8 +170,7 @@ def test_maml(model: nn.Module, test_images: torch.Tensor, episodes: dict, recip
 
 def cache_dir(profile: str, device: torch.device | str = "cpu", data_dir: str | Path | None = None) -> Path:
     """``<data_dir>/cache/meta_grid/<profile>_<numerics>.v<N>/``, holding ``<method>_<key(method)>_<seed>.pt``."""
-    root = Path(data_dir) if data_dir is not None else config.data_dir()
-    return root / "cache" / "meta_grid" / f"{profile}_{config.one_thread_tag(device)}.v{CACHE_VERSION}"
+    return path_for("meta_grid", f"{profile}_{config.one_thread_tag(device)}", data_dir, suffix="")
 
 
 def runs(profile: str | None = None, device: torch.device | str = "cpu", data_dir: str | Path | None = None,
@@ -187,7 +185,10 @@ def runs(profile: str | None = None, device: torch.device | str = "cpu", data_di
     if not set(methods) <= set(METHODS):
         raise ValueError(f"methods must come from {METHODS}, got {tuple(methods)}")
     recipe, folder = RECIPES[profile], cache_dir(profile, device, data_dir)
-    path = lambda method, seed: folder / f"{method.replace(' ', '_')}_{recipe.key(method)}_{seed}.pt"
+
+    def path(method: str, seed: int) -> Path:
+        return folder / f"{method.replace(' ', '_')}_{recipe.key(method)}_{seed}.pt"
+
     jobs = [(group, s) for group in (("ProtoNet", "meta-distillation"), ("MAML",)) for s in recipe.seeds]
     jobs = [(tuple(m for m in group if m in methods), s) for group, s in jobs]
     todo = [(g, s) for g, s in jobs[shard[0]::shard[1]] if g and not all(path(m, s).exists() for m in g)]

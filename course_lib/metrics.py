@@ -1,13 +1,14 @@
 """Evaluating a binary medical classifier: AUC, ROC, a threshold chosen on validation, calibration.
 
-* ``roc_auc`` / ``roc_curve``: from ranks, ties counted as one half (equal to sklearn's).
-* ``confusion``: rows are the true class, columns the predicted one (sklearn's convention).
+* ``roc_auc`` / ``roc_curve`` / ``confusion``: scikit-learn's, after checking the input (ties count one
+  half in the AUC; the confusion matrix has the true class in rows, the predicted one in columns).
 * ``choose_threshold``: the threshold on P(positive) that maximises Youden's J = sens + spec − 1 on
   the **validation** split; the test split is then scored at that fixed threshold.
 * ``reliability`` / ``ece``: top-label calibration (Guo et al. 2017) in equal-width confidence bins,
   ECE = Σ_b (n_b / N) · |acc_b − conf_b|.
 * ``binary_report``: everything above for one test split, in a ``Report``.
-* ``plot_roc``, ``plot_confusion``, ``plot_reliability``: the three figures.
+
+Their figures are in ``course_lib.plots``.
 
 Scores are P(class 1) with shape (N,); probabilities are (N, 2) softmax rows; labels (N,) in {0, 1}.
 """
@@ -16,10 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from scipy.stats import rankdata
+from sklearn.metrics import confusion_matrix, roc_auc_score
+from sklearn.metrics import roc_curve as sk_roc_curve
 
 ArrayLike = np.ndarray | torch.Tensor | list
 
@@ -56,37 +57,30 @@ def _check_probs(probs: ArrayLike, n: int | None = None) -> np.ndarray:
 def roc_auc(labels: ArrayLike, scores: ArrayLike) -> float:
     """Area under the ROC curve = P(score of a random positive > that of a random negative), ties 1/2.
 
-    labels (N,) in {0, 1}; scores (N,), higher = more likely positive.  Computed from average ranks
-    (the Mann-Whitney U statistic), O(N log N).
+    labels (N,) in {0, 1}; scores (N,), higher = more likely positive.  ``sklearn.metrics.roc_auc_score``.
     """
     y, s = _check_binary(labels, scores)
-    ranks = rankdata(s)  # 1..N, tied scores share their average rank
-    n_pos, n_neg = int(y.sum()), int((1 - y).sum())
-    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(y, s))
 
 
 def roc_curve(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(fpr, tpr, thresholds), one point per distinct score (highest first), starting at (0, 0).
+    """(fpr, tpr, thresholds), one point per distinct score (highest first), starting at (0, 0, inf).
 
     A point says: predicting positive when score >= threshold gives that fpr and tpr.
+    ``sklearn.metrics.roc_curve`` with every point kept (``drop_intermediate=False``).
     """
     y, s = _check_binary(labels, scores)
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # last index of each distinct score
-    tp = np.cumsum(y)[last]
-    fp = (last + 1) - tp
-    return (np.r_[0.0, fp / (1 - y).sum()], np.r_[0.0, tp / y.sum()], np.r_[np.inf, s[last]])
+    return sk_roc_curve(y, s, drop_intermediate=False)
 
 
 def confusion(labels: ArrayLike, preds: ArrayLike, num_classes: int = 2) -> np.ndarray:
     """(K, K) counts; entry [i, j] = number of class-i examples predicted as class j."""
     y, p = _np(labels).astype(np.int64), _np(preds).astype(np.int64)
-    if y.ndim != 1 or y.shape != p.shape:
-        raise ValueError(f"labels and preds must be 1-D of equal length, got {y.shape} and {p.shape}")
-    if len(y) and (min(y.min(), p.min()) < 0 or max(y.max(), p.max()) >= num_classes):
+    if y.ndim != 1 or y.shape != p.shape or len(y) == 0:
+        raise ValueError(f"labels and preds must be 1-D of equal length N > 0, got {y.shape} and {p.shape}")
+    if min(y.min(), p.min()) < 0 or max(y.max(), p.max()) >= num_classes:
         raise ValueError(f"labels and preds must lie in 0..{num_classes - 1}")
-    return np.bincount(y * num_classes + p, minlength=num_classes ** 2).reshape(num_classes, num_classes)
+    return confusion_matrix(y, p, labels=np.arange(num_classes))
 
 
 def sens_spec(labels: ArrayLike, scores: ArrayLike, threshold: float) -> tuple[float, float]:
@@ -184,46 +178,3 @@ def binary_report(test_labels: ArrayLike, test_probs: ArrayLike, val_labels: Arr
     return Report(auc=roc_auc(y, p[:, 1]), acc=float((p.argmax(1) == y).mean()), threshold=thr,
                   acc_at_threshold=float((pred == y).mean()), sensitivity=sens, specificity=spec,
                   ece=ece(y, p, n_bins), confusion=confusion(y, pred))
-
-
-# ---------------------------------------------------------------------------------------------- figures
-def plot_roc(curves: dict[str, tuple[ArrayLike, ArrayLike]], ax=None, points: dict[str, tuple[float, float]] | None = None):
-    """ROC curves for ``{name: (labels, scores)}``; ``points``: ``{name: (fpr, tpr)}`` operating points."""
-    ax = ax or plt.subplots(figsize=(4, 4))[1]
-    for name, (y, s) in curves.items():
-        fpr, tpr, _ = roc_curve(y, s)
-        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc(y, s):.3f})")
-    for name, (x, t) in (points or {}).items():
-        ax.plot([x], [t], "ko", ms=5)
-        ax.annotate(name, (x, t), textcoords="offset points", xytext=(6, -10), fontsize=8)
-    ax.plot([0, 1], [0, 1], ":", color="gray", lw=1)
-    ax.set_xlabel("false positive rate (1 − specificity)"), ax.set_ylabel("true positive rate (sensitivity)")
-    ax.legend(fontsize=8, loc="lower right")
-    return ax
-
-
-def plot_confusion(matrix: np.ndarray, classes: list[str], ax=None, title: str = ""):
-    """A (K, K) confusion matrix with counts; rows true, columns predicted."""
-    ax = ax or plt.subplots(figsize=(3.2, 3))[1]
-    ax.imshow(matrix, cmap="Blues")
-    for (i, j), v in np.ndenumerate(matrix):
-        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > matrix.max() / 2 else "black")
-    ax.set_xticks(range(len(classes)), classes, fontsize=8), ax.set_yticks(range(len(classes)), classes, fontsize=8)
-    ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title, fontsize=9)
-    return ax
-
-
-def plot_reliability(rel: Reliability, ax=None, title: str = ""):
-    """Accuracy vs confidence per bin (bars), the diagonal of perfect calibration, and the ECE."""
-    ax = ax or plt.subplots(figsize=(4, 4))[1]
-    width = np.diff(rel.edges)
-    keep = rel.count > 0
-    ax.bar(rel.edges[:-1][keep], rel.accuracy[keep], width=width[keep], align="edge", edgecolor="k",
-           alpha=0.7, label="accuracy in bin")
-    ax.plot(rel.confidence[keep], rel.confidence[keep], "r.", label="mean confidence")
-    ax.plot([0, 1], [0, 1], ":", color="gray")
-    ax.set_xlim(0, 1), ax.set_ylim(0, 1)
-    ax.set_xlabel("confidence (max probability)"), ax.set_ylabel("accuracy")
-    ax.set_title(f"{title} ECE = {rel.ece:.3f}", fontsize=9)
-    ax.legend(fontsize=8, loc="upper left")
-    return ax

@@ -27,9 +27,9 @@ from __future__ import annotations
 import json
 import math
 import urllib.error
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from . import config, finetune, metrics, models
 from .augment import XRayAugment
-from .data.integrity import atomic_save
+from .data.cache import atomic_save
 from .distill import freeze_teacher, kd_loss
 from .features import to_rgb
 from .train import History, new_run_dir
@@ -91,8 +91,43 @@ def torchvision_backbone(weights: str | None = "DEFAULT", num_classes: int = 2) 
             "that file there by hand, or use the quick profile (COURSE_PROFILE=quick: CIFAR ResNet from the "
             "offline mirror).") from err
     model.fc = nn.Linear(model.fc.in_features, num_classes)
-    transform = ResNet18_Weights.DEFAULT.transforms()
-    return Backbone(model, lambda x: transform(to_rgb(x)), "resnet18-imagenet" if chosen else "resnet18 (random init)")
+    t = ResNet18_Weights.DEFAULT.transforms()  # resize 256, centre crop 224, ImageNet mean/std
+    prep = ResizeCropNormalize(t.resize_size[0], t.crop_size[0], t.mean, t.std)
+    return Backbone(model, prep, "resnet18-imagenet" if chosen else "resnet18 (random init)")
+
+
+def _resize_matrix(n: int, size: int, crop: int) -> torch.Tensor:
+    """(crop, n): row i holds the weights that bilinear, antialiased resizing of n pixels to ``size`` gives
+    output pixel i of the centred ``crop``; found by resizing the identity, so it is exactly torchvision's."""
+    eye = torch.eye(n, dtype=torch.float64).reshape(n, 1, 1, n)  # n one-row images, one per input pixel
+    rows = F.interpolate(eye, size=(1, size), mode="bilinear", antialias=True, align_corners=False)[:, 0, 0].T
+    top = int(round((size - crop) / 2.0))
+    return rows[top:top + crop].float()
+
+
+class ResizeCropNormalize:
+    """torchvision's ``ImageClassification`` preset (resize the short side to ``size``, centre-crop ``crop``,
+    normalise) for square batches, as two matrix products per image: resizing is linear and separable, so
+    out = A · X · Aᵀ with A (crop, H) from ``_resize_matrix``.  Only the crop is computed, and on one channel
+    when the input is grayscale (repeated to 3 afterwards).  images (N, 1 or 3, H, H) -> (N, 3, crop, crop).
+    """
+
+    def __init__(self, size: int, crop: int, mean: list[float], std: list[float]):
+        self.size, self.crop = size, crop
+        std_t = torch.tensor(std).view(1, 3, 1, 1)
+        self.scale, self.shift = 1 / std_t, -torch.tensor(mean).view(1, 3, 1, 1) / std_t  # (x - m) / s = x / s - m / s
+        self._a: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] not in (1, 3) or x.shape[2] != x.shape[3]:
+            raise ValueError(f"expected square images (N, 1 or 3, H, H), got {tuple(x.shape)}")
+        key = (x.shape[2], x.device)
+        if key not in self._a:
+            self._a[key] = _resize_matrix(x.shape[2], self.size, self.crop).to(x.device)
+        a = self._a[key]
+        out = a @ (x.float() @ a.T)  # (N, C, crop, crop)
+        # one pass writes the (N, 3, crop, crop) result: writing it is most of the cost
+        return torch.addcmul(self.shift.to(x.device), out, self.scale.to(x.device))
 
 
 def make_head(in_features: int, num_classes: int, hidden: int) -> nn.Sequential:
@@ -147,7 +182,7 @@ class TransferLearningPipeline:
     def __init__(self, backbone: Backbone, *, freeze: str | int = "partial", lr: float = 1e-3,
                  lr_factor: float = 2.6, head_hidden: int | None = None, batch_size: int = 64,
                  max_epochs: int = 10, patience: int = 3, imbalance: str | None = "weighted_loss",
-                 augment: Callable | None = XRayAugment(), device: torch.device | str | None = None,
+                 augment: Callable | None = XRayAugment(), device: torch.device | str | None = None,  # noqa: B008 (read-only settings)
                  run_dir: str | Path | None = None, seed: int = 0, progress: bool = True):
         if imbalance not in IMBALANCE:
             raise ValueError(f"imbalance must be one of {IMBALANCE}, got {imbalance!r}")
@@ -302,7 +337,8 @@ class TransferLearningPipeline:
     def run(self, train, val, use_distillation: bool = False, student: Backbone | None = None) -> PipelineResult:
         """LogME check, then ``fit``, then (if ``use_distillation``) ``distill`` into ``student``."""
         if use_distillation and student is None:
-            raise ValueError("use_distillation=True needs a student Backbone (e.g. cifar_backbone(20, pretrained=False))")
+            raise ValueError("use_distillation=True needs a student Backbone "
+                             "(e.g. cifar_backbone(20, pretrained=False))")
         score = self.transferability(train)
         history = self.fit(train, val)
         student_history = self.distill(student, train, val) if use_distillation else None

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 # ------------------------------------------------------------------ cosine with warm restarts (SGDR)
 def _check_sgdr(T_0: int, T_mult: int) -> None:
     if not (isinstance(T_0, int) and T_0 >= 1 and isinstance(T_mult, int) and T_mult >= 1):
-        raise ValueError(f"need integers T_0 >= 1 and T_mult >= 1 (as torch requires), got T_0={T_0!r}, T_mult={T_mult!r}")
+        raise ValueError(f"need integers T_0 >= 1 and T_mult >= 1 (as torch requires), "
+                         f"got T_0={T_0!r}, T_mult={T_mult!r}")
 
 
 def cycle_position(epoch: int, T_0: int, T_mult: int = 1) -> tuple[int, int, int]:
@@ -154,7 +155,7 @@ def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: I
         first = True
         while True:
             n = 0
-            for n, b in enumerate(batches, 1):
+            for n, b in enumerate(batches, 1):  # noqa: B007 (n counts the batches: read after the loop)
                 yield b
             if n == 0:
                 if first:

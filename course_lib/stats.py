@@ -7,7 +7,7 @@ of freedom puts the 95% interval at ±4.30 standard errors.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 from scipy import stats as _st
 

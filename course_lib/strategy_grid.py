@@ -30,16 +30,16 @@ scratch network's) weights and the batch order.  On a CPU each run pins one thre
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
 from . import config, data, finetune, metrics, models
-from .data.integrity import load_stamped, save_stamped
+from .data.cache import load_stamped, path_for, save_stamped
 from .features import to_rgb
 from .stats import t_ci
 from .strategies import balanced_subset, logits_of, regroup, split_frozen, train_classifier
@@ -47,7 +47,6 @@ from .strategies import balanced_subset, logits_of, regroup, split_frozen, train
 TARGETS = ("animals_vehicles", "pneumoniamnist")
 STRATEGIES = ("frozen", "partial", "full", "discriminative", "scratch")
 VEHICLES, ANIMALS = (0, 1, 8, 9), (2, 3, 4, 5, 6, 7)
-CACHE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -145,9 +144,8 @@ def train_run(strategy: str, x: torch.Tensor, y: torch.Tensor, test_x: torch.Ten
 
 def cache_dir(profile: str, device: torch.device | str = "cpu", data_dir: str | Path | None = None) -> Path:
     """``<data_dir>/cache/strategy_grid/<profile>_<recipe key>_<numerics>.v<N>/``: one file per run."""
-    root = Path(data_dir) if data_dir is not None else config.data_dir()
     key = f"{profile}_{RECIPES[profile].key()}_{config.one_thread_tag(device)}"
-    return root / "cache" / "strategy_grid" / f"{key}.v{CACHE_VERSION}"
+    return path_for("strategy_grid", key, data_dir, suffix="")
 
 
 def grid(profile: str | None = None, device: torch.device | str = "cpu", data_dir: str | Path | None = None,
@@ -161,7 +159,10 @@ def grid(profile: str | None = None, device: torch.device | str = "cpu", data_di
     if not set(chosen) <= set(STRATEGIES):
         raise ValueError(f"strategies must come from {STRATEGIES}, got {chosen}")
     keys = [(t, st, n, s) for t in TARGETS for n in recipe.sizes for s in recipe.seeds for st in chosen]
-    path = lambda key: folder / "{}_{}_{}_{}.pt".format(*key)
+
+    def path(key: tuple[str, str, int, int]) -> Path:
+        return folder / "{}_{}_{}_{}.pt".format(*key)
+
     todo = [key for key in keys[shard[0]::shard[1]] if not path(key).exists()]
     sets = {t: target_data(t, profile, data_dir) for t in {key[0] for key in todo}}
     for target, strategy, n, seed in tqdm(todo, desc="strategy grid", disable=not progress):

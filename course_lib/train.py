@@ -11,9 +11,9 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from . import config
-from .data.integrity import atomic_save
+from .data.cache import atomic_save
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

@@ -29,12 +29,10 @@ import torch
 import torch.nn.functional as F
 
 from . import config, data, models
-from .data.integrity import load_stamped, save_stamped
+from .data import cache
 from .features import to_rgb
 from .strategies import accuracy, regroup, train_classifier
 
-CACHE_VERSION = 2
-OUTPUTS_VERSION = 1
 ANIMALS, VEHICLES = (2, 3, 4, 5, 6, 7), (0, 1, 8, 9)  # CIFAR-10 class indices
 
 
@@ -114,10 +112,9 @@ def source_classes(name: str, profile: str | None = None, data_dir: str | Path |
 
 def cache_path(name: str, profile: str | None = None, data_dir: str | Path | None = None,
                device: torch.device | str = "cpu") -> Path:
-    """``<data_dir>/cache/zoo/<name>_<profile>_<cpu1t|cuda>.v<N>.pt``."""
-    root = Path(data_dir) if data_dir is not None else config.data_dir()
+    """``<data_dir>/cache/zoo/<name>_<profile>_<cpu1t|cuda>.v<N>.pt`` (N: ``cache.STORES["zoo"]``)."""
     tag = f"{config.resolve_profile(profile)}_{config.one_thread_tag(device)}"
-    return root / "cache" / "zoo" / f"{name}_{tag}.v{CACHE_VERSION}.pt"
+    return cache.path_for("zoo", f"{name}_{tag}", data_dir)
 
 
 def train_source(name: str, profile: str | None = None, data_dir: str | Path | None = None,
@@ -155,21 +152,23 @@ def load(name: str, profile: str | None = None, data_dir: str | Path | None = No
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(TRAIN_SEED)
             return models.cifar_resnet(spec.depth, pretrained=False).to(device).eval()
-    path = cache_path(name, profile, data_dir, device)
-    saved = load_stamped(path)
-    if saved is not None:
+    saved = cache.cached(cache_path(name, profile, data_dir, device),
+                         lambda: _payload(*train_source(name, profile, data_dir, device, progress)))
+    with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten: leave the caller's RNG alone
         model = models.cifar_resnet(spec.depth, pretrained=False, num_classes=len(saved["info"]["classes"]))
-        model.load_state_dict(saved["state_dict"])
-        return model.to(device).eval()
-    model, info = train_source(name, profile, data_dir, device, progress)
-    save_stamped({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "info": info}, path)
-    return model
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval()
+
+
+def _payload(model: models.CifarResNet, info: dict) -> dict:
+    """What the cache stores of a trained source: ``{"state_dict": CPU tensors, "info": info}``."""
+    return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "info": info}
 
 
 def cache_info(name: str, profile: str | None = None, data_dir: str | Path | None = None,
                device: torch.device | str = "cpu") -> dict:
     """What was recorded when a course-made source was trained (recipe, classes, train accuracy)."""
-    saved = load_stamped(cache_path(name, profile, data_dir, device))
+    saved = cache.load_stamped(cache_path(name, profile, data_dir, device))
     if saved is None:
         raise FileNotFoundError(f"{name} is not cached yet; call zoo.load({name!r}) first")
     return saved["info"]
@@ -219,9 +218,9 @@ def target_splits(target: str, profile: str | None = None,
 
 def outputs_path(name: str, profile: str | None = None, data_dir: str | Path | None = None,
                  device: torch.device | str = "cpu") -> Path:
-    root = Path(data_dir) if data_dir is not None else config.data_dir()
+    """``<data_dir>/cache/zoo/outputs_<name>_<profile>_<cpu1t|cuda>.v<N>.pt`` (N: ``cache.STORES["zoo_outputs"]``)."""
     tag = f"{config.resolve_profile(profile)}_{config.one_thread_tag(device)}"
-    return root / "cache" / "zoo" / f"outputs_{name}_{tag}.v{CACHE_VERSION}.{OUTPUTS_VERSION}.pt"
+    return cache.path_for("zoo_outputs", f"outputs_{name}_{tag}", data_dir)
 
 
 def outputs(name: str, profile: str | None = None, data_dir: str | Path | None = None,
@@ -231,10 +230,13 @@ def outputs(name: str, profile: str | None = None, data_dir: str | Path | None =
     Returns ``{"source_f": (N_SOURCE_IMAGES, 64), target: {"train_f": (N_LABELLED, 64), "train_p":
     (N_LABELLED, Z), "train_y": (N_LABELLED,), "test_f": (n_test, 64), "test_y": (n_test,)}}``, CPU tensors.
     """
-    path = outputs_path(name, profile, data_dir, device)
-    saved = load_stamped(path)
-    if saved is not None:
-        return saved
+    return cache.cached(outputs_path(name, profile, data_dir, device),
+                        lambda: _compute_outputs(name, profile, data_dir, device, progress))
+
+
+def _compute_outputs(name: str, profile: str | None, data_dir: str | Path | None, device: torch.device | str,
+                     progress: bool) -> dict:
+    """``outputs`` without the cache."""
     net = load(name, profile, data_dir, device, progress)
     with config.one_thread_on_cpu(device):
         src_x, _ = source_images(name, "test", N_SOURCE_IMAGES, TRAIN_SEED, profile, data_dir)
@@ -245,5 +247,4 @@ def outputs(name: str, profile: str | None = None, data_dir: str | Path | None =
             test_f, _ = source_outputs(net, split["test"][0], device=device)
             out[target] = {"train_f": train_f, "train_p": train_p, "train_y": split["train"][1],
                            "test_f": test_f, "test_y": split["test"][1]}
-    save_stamped(out, path)
     return out

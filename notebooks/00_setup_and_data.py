@@ -18,6 +18,16 @@
 #
 # <a href="https://colab.research.google.com/github/transfer-learning-course/transfer-learning-course/blob/main/notebooks/00_setup_and_data.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 #
+# **章との対応 (chapter section):** なし。このノートブックは環境とデータの準備のためのもので、章のどの節にも対応しません
+# (no section of the chapter).
+#
+# **概要:** 講座で使うライブラリ `course_lib` と実行プロファイルを設定し、すべてのデータセットをチェックサムで確かめて
+# サンプルを表示します。DANN の論文と同じ方法で MNIST-M を作り、以降のレッスンの出発点となる事前学習済み
+# CIFAR-10 ResNet-20 の精度を測ります。
+#
+# **用語集 (glossary):** 英語と日本語の用語対応は [docs/glossary.md](../docs/glossary.md) にあります
+# (Colab で開いている場合は docs/glossary.md in the course repository を見てください)。
+#
 # This notebook checks that your environment works before the lessons start. It
 #
 # 1. sets up `course_lib` and tells you which **profile** you are in,
@@ -218,6 +228,8 @@ acc20 = (logits.argmax(1) == labels).float().mean().item()
 print(f"ResNet-20 on CIFAR-10 test: measured {100 * acc20:.2f}%  |  published (upstream README) "
       f"{models.PUBLISHED_TOP1[20]:.2f}%")
 assert acc20 >= 0.91, "the pretrained ResNet-20 should reach at least 91% on CIFAR-10 test"
+course_lib.record("resnet20_cifar10_test_acc", acc20)
+course_lib.record("resnet20_logit_sum", logits.double().sum())  # a checksum of all 10,000 x 10 test logits
 
 # %%
 import matplotlib.pyplot as plt
@@ -230,6 +242,7 @@ ax.set_xticks(range(10), test_all.classes, rotation=90), ax.set_yticks(range(10)
 ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(f"ResNet-20, {100 * acc20:.1f}% top-1")
 fig.tight_layout()
 worst = int(np.argmin(np.diag(cm)))
+course_lib.record("resnet20_per_class_recall", np.diag(cm))
 print(f"hardest class: {test_all.classes[worst]} ({100 * cm[worst, worst]:.1f}% recall)")
 
 # %% [markdown]
@@ -260,3 +273,14 @@ with tempfile.TemporaryDirectory() as scratch:
 
 # %% [markdown]
 # Everything is in place. Next: `01_transferability`.
+
+# %% [markdown]
+# ## References
+#
+# The papers this notebook cites. A number labelled *the paper's* is that paper's own result on its own setting,
+# quoted for comparison; it was not measured here. The course-wide bibliography is
+# [docs/references.md](../docs/references.md) (docs/references.md in the course repository).
+#
+# * **Ganin, Ustinova, Ajakan, Germain, Larochelle, Laviolette, Marchand & Lempitsky (2016).** Domain-Adversarial Training of Neural Networks. *Journal of Machine Learning Research* 17(59). How MNIST-M is built (each pixel |photo patch − digit|); no number quoted.
+# * **Arbeláez, Maire, Fowlkes & Malik (2011).** Contour Detection and Hierarchical Image Segmentation (BSDS500). *IEEE Transactions on Pattern Analysis and Machine Intelligence* 33(5). The photos behind MNIST-M's backgrounds; no number quoted.
+# * **He, Zhang, Ren & Sun (2016).** Deep Residual Learning for Image Recognition (ResNet). *CVPR 2016.* The CIFAR-10 ResNet architecture; the published accuracy printed beside ours is the weights' upstream README's (akamaster/pytorch_resnet_cifar10), not the paper's.

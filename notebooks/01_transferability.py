@@ -18,6 +18,16 @@
 #
 # <a href="https://colab.research.google.com/github/transfer-learning-course/transfer-learning-course/blob/main/notebooks/01_transferability.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 #
+# **章との対応 (chapter section):** §1 「転移学習の基礎」: §1.1 「転移学習とは」、§1.2 「転移学習の種類」、
+# §1.3 「転移可能性の評価」
+#
+# **概要:** 事前学習済みモデルの特徴が別のタスクでどれだけ役立つかを測り、章の転移可能性スコアの問題点を一つずつ
+# 確かめます。そのうえで LogME・LEEP・H-score という公開された推定量で多数のソースモデルを採点し、どのスコアが
+# 実際の転移性能の順位を予測できるのか、どんな場合に予測できないのかを調べます。
+#
+# **用語集 (glossary):** 英語と日本語の用語対応は [docs/glossary.md](../docs/glossary.md) にあります
+# (Colab で開いている場合は docs/glossary.md in the course repository を見てください)。
+#
 # This lesson mirrors the chapter's §1 (転移学習の基礎): §1.1 what transfer learning is, §1.2 the kinds
 # of transfer, §1.3 how to judge *in advance* whether a pretrained model will transfer. We
 #
@@ -177,6 +187,8 @@ gap = probes["pretrained (CIFAR-10)"]["auc"] - probes["random init"]["auc"]
 print(f"gap in AUC (pretrained - random): {gap:+.3f}")
 assert min(r["auc"] for r in probes.values()) > 0.85, "both frozen feature sets should give a useful X-ray classifier"
 assert 0 < gap < 0.05, "on X-rays, CIFAR-10 pretraining improves the linear probe's AUC, by less than 0.05"
+course_lib.record("probe_auc", {k: r["auc"] for k, r in probes.items()})
+course_lib.record("probe_acc", {k: r["acc"] for k, r in probes.items()})
 
 # %% [markdown]
 # Measured: the CIFAR-10 features are only slightly better in AUC than the features of an *untrained*
@@ -544,6 +556,17 @@ for t in RANKABLE:  # where there is something to rank, LogME and H-score rank i
 assert mean_rankable["LogME"]["wtau"] >= 0.5 and mean_rankable["LogME"]["wtau_lo90"] > mean_rankable["chapter"]["wtau_hi90"]
 assert mean_all["LogME"]["wtau_lo90"] > mean_all["chapter"]["wtau_hi90"]  # also averaged over all three targets
 assert mean_all["H-score"]["wtau"] > mean_all["chapter"]["wtau"] and mean_all["LEEP"]["wtau"] > mean_all["chapter"]["wtau"]
+course_lib.record("zoo_probe_truth", {t: dict(zip(SOURCES, v)) for t, v in truth.items()})
+# target -> score -> [value, lo90, hi90] (bootstrap of the test set)
+course_lib.record("zoo_kendall_tau", {t: {m: [a["tau"], a["tau_lo90"], a["tau_hi90"]] for m, a in d.items()}
+                                      for t, d in agree.items()})
+course_lib.record("zoo_weighted_tau", {t: {m: [a["wtau"], a["wtau_lo90"], a["wtau_hi90"]] for m, a in d.items()}
+                                       for t, d in agree.items()})
+course_lib.record("zoo_weighted_tau_mean", {m: a["wtau"] for m, a in mean_all.items()})
+course_lib.record("zoo_weighted_tau_mean_ci90", {m: [a["wtau_lo90"], a["wtau_hi90"]] for m, a in mean_all.items()})
+course_lib.record("zoo_rankable", {t: float(t in RANKABLE) for t in zoo.TARGETS})
+course_lib.record("zoo_weighted_tau_mean_rankable", {m: [a["wtau"], a["wtau_lo90"], a["wtau_hi90"]]
+                                                     for m, a in mean_rankable.items()})
 
 # %% [markdown]
 # **Why does the chapter's score win on the X-rays?** Not because it measures transferability: it never
@@ -570,6 +593,8 @@ pn = scale_checks["pneumoniamnist"]
 assert pn["-||f||"]["wtau"] > 0.3  # feature scale alone ranks the X-ray zoo about as well as the chapter's score
 assert pn["chapter, unit-norm"]["wtau"] < pn["chapter"]["wtau"] - 0.2
 assert all(scale_checks[t]["chapter, unit-norm"]["wtau"] < 0.3 for t in zoo.TARGETS)  # without scale it has no skill
+course_lib.record("zoo_scale_check_weighted_tau", {t: {k: v["wtau"] for k, v in c.items()}
+                                                   for t, c in scale_checks.items()})
 
 # %% [markdown]
 # **What this measurement shows.**
@@ -585,9 +610,22 @@ assert all(scale_checks[t]["chapter, unit-norm"]["wtau"] < 0.3 for t in zoo.TARG
 #   chapter's weighted τ drops below 0.3 on every target. Averaged over all three targets, LogME still
 #   ranks above it (intervals printed above).
 # * The intervals cover only the test set's sampling noise; the labelled set, the source training runs
-#   and the probe's regularisation add more. Exercise 1 redraws the labelled set.
+#   and the probe's regularisation add more. 演習1 (Exercise 1) redraws the labelled set.
 # * The ground truth here is a linear probe. The LogME paper ranks against *fine-tuned* accuracy, which
 #   costs 12 fine-tuning runs per target; a linear probe is what the frozen-feature scores model
 #   directly, and lesson 02 shows how fine-tuning changes the picture on the X-rays.
 #
 # Next: `02_freezing` (§2.1), which layers to freeze and why BatchNorm needs care.
+
+# %% [markdown]
+# ## References
+#
+# The papers this notebook cites. A number labelled *the paper's* is that paper's own result on its own setting,
+# quoted for comparison; it was not measured here. The course-wide bibliography is
+# [docs/references.md](../docs/references.md) (docs/references.md in the course repository).
+#
+# * **Pan & Yang (2010).** S. J. Pan, Q. Yang. A Survey on Transfer Learning. *IEEE Transactions on Knowledge and Data Engineering* 22(10). The kinds of transfer (inductive, transductive, unsupervised); no number quoted.
+# * **Raghu, Zhang, Kleinberg & Bengio (2019).** Transfusion: Understanding Transfer Learning for Medical Imaging. *NeurIPS 2019.* The paper's observation that ImageNet features add little on medical images; no number quoted.
+# * **Nguyen, Hassner, Seeger & Archambeau (2020).** LEEP: A New Measure to Evaluate Transferability of Learned Representations. *ICML 2020.* The LEEP score; no number quoted from the paper (LEEP's τ of −0.26 on Aircraft is TLlib's re-run, a library benchmark, not the paper's).
+# * **You, Liu, Wang & Long (2021).** LogME: Practical Assessment of Pre-trained Models for Transfer Learning. *ICML 2021.* The LogME score and its evaluation by the weighted Kendall τ; the paper's setting: zoos of 10+ ImageNet models, ranked against fine-tuned accuracy.
+# * **Bao, Li, Huang, Zhang, Zheng, Zamir & Guibas (2019).** An Information-Theoretic Approach to Transferability in Task Transfer Learning (H-score). *ICIP 2019.* The H-score; no number quoted.

@@ -18,6 +18,15 @@
 #
 # <a href="https://colab.research.google.com/github/transfer-learning-course/transfer-learning-course/blob/main/notebooks/03_discriminative_lr.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 #
+# **章との対応 (chapter section):** §2.2 「Discriminative Fine-Tuning」
+#
+# **概要:** 事前学習済みネットワークの下位層には小さな学習率を、新しい出力層には大きな学習率を与える識別的学習率を
+# 正しく実装し、章のコードの問題点を確かめます。ウォームリスタート付きコサイン、傾斜三角形スケジュール、
+# 学習率レンジテストを試し、単一の学習率・識別的学習率・段階的な凍結解除を同じ予算で比べます。
+#
+# **用語集 (glossary):** 英語と日本語の用語対応は [docs/glossary.md](../docs/glossary.md) にあります
+# (Colab で開いている場合は docs/glossary.md in the course repository を見てください)。
+#
 # This lesson mirrors the chapter's **§2.2 Discriminative Fine-Tuning** (`get_discriminative_params` and
 # `CosineAnnealingWarmRestarts`). Lower layers of a pretrained network hold generic features that
 # need little change; the head is new and needs a lot. So each layer group gets its own learning rate,
@@ -202,7 +211,7 @@ print(f"head / lowest group = 2.6**4 = {chapter_lrs[-1] / chapter_lrs[0]:.1f}x")
 sgdr_opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)  # max LR 1, so LR = fraction of max
 sgdr = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(sgdr_opt, T_0=10, T_mult=2)
 sgdr_lrs = []
-for epoch in range(100):
+for _ in range(100):
     sgdr_lrs.append(sgdr_opt.param_groups[0]["lr"])  # the LR used during this epoch
     sgdr_opt.step()
     sgdr.step()
@@ -402,12 +411,14 @@ assert [g["lr"] for g in probe_opt.param_groups] == [g["lr"] for g in groups] an
 steepest, min10 = rt.suggest("steepest"), rt.suggest("min/10")
 print(f"{len(rt.lrs)} iterations, diverged: {rt.diverged}, final/min loss {rt.losses[-1] / min(rt.losses):.1f}")
 print(f"suggested head LR: steepest descent {steepest:.1e}, minimum/10 {min10:.1e}  |  the chapter's base_lr: {base_lr:.0e}")
-flat = [l for lr, l in zip(rt.lrs, rt.losses) if lr < 1e-4]
+flat = [loss for lr, loss in zip(rt.lrs, rt.losses) if lr < 1e-4]
 print(f"loss below LR 1e-4: {min(flat):.3f} to {max(flat):.3f}; minimum/10 is {min10 / steepest:.0f}x the steepest point")
 assert 4e-3 < steepest < 2.5e-2  # between 4 and 25 times the chapter's 1e-3
 assert max(flat) < 1.1 * min(flat)  # flat (within 10%) below 1e-4
 assert min10 > 3 * steepest  # the minimum/10 rule lands higher, and where depends on batch noise
 assert rt.losses[-1] > 1.1 * min(rt.losses)  # the loss turns up at the end of the sweep
+course_lib.record("lr_range_steepest", steepest)
+course_lib.record("lr_range_min10", min10)
 
 fig, ax = plt.subplots(figsize=(6, 3))
 ax.plot(rt.lrs, rt.losses)
@@ -548,6 +559,9 @@ if cfg.quick:  # the claims above, as measured in the quick profile
     assert not separated(acc["discriminative"], acc["gradual unfreezing"])
     assert ranking(auc) == ranking(acc) and mean_range(auc) < mean_range(acc) / 2
     assert abs(pos_train - pos_test) > 0.05
+course_lib.record("test_acc_mean", {m: v.mean() for m, v in acc.items()})
+course_lib.record("test_auc_mean", {m: v.mean() for m, v in auc.items()})
+course_lib.record("test_acc_per_seed", acc)
 
 # %% [markdown]
 # ## Summary
@@ -563,3 +577,14 @@ if cfg.quick:  # the claims above, as measured in the quick profile
 #   unfreezing was worse: these are tools to try, not guaranteed wins.
 #
 # Next: `04_dann` (§3.1), domain-adversarial training.
+
+# %% [markdown]
+# ## References
+#
+# The papers this notebook cites. A number labelled *the paper's* is that paper's own result on its own setting,
+# quoted for comparison; it was not measured here. The course-wide bibliography is
+# [docs/references.md](../docs/references.md) (docs/references.md in the course repository).
+#
+# * **Howard & Ruder (2018).** Universal Language Model Fine-tuning for Text Classification (ULMFiT). *ACL 2018.* The paper's factor 2.6 between layer groups (η^(l−1) = η^l / 2.6) and the slanted triangular schedule.
+# * **Loshchilov & Hutter (2017).** SGDR: Stochastic Gradient Descent with Warm Restarts. *ICLR 2017.* Cosine annealing with warm restarts, the schedule of the chapter's §2.2; no number quoted.
+# * **Smith (2017).** L. N. Smith. Cyclical Learning Rates for Training Neural Networks. *WACV 2017.* The LR range test; no number quoted.

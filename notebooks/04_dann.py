@@ -18,7 +18,17 @@
 #
 # <a href="https://colab.research.google.com/github/transfer-learning-course/transfer-learning-course/blob/main/notebooks/04_dann.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 #
-# This lesson mirrors the chapter's **§3.1 Domain Adaptation** and **§3.2 DANN**. We have labelled
+# **章との対応 (chapter section):** §3 「Domain Adaptation」: §3.1 「Domain Shiftの問題」、
+# §3.2 「Domain Adversarial Neural Networks (DANN)」
+#
+# **概要:** ソースドメインで学習した分類器は、分布の異なるターゲットドメインで精度が大きく下がります。勾配反転層で
+# ドメイン識別器と敵対的に学習し、ドメインに依らない特徴を作る DANN を MNIST → MNIST-M と MNIST → USPS で
+# 実装し、ソースのみの学習や BatchNorm だけの対照実験と比べて、特徴が本当にドメイン不変になったかを測ります。
+#
+# **用語集 (glossary):** 英語と日本語の用語対応は [docs/glossary.md](../docs/glossary.md) にあります
+# (Colab で開いている場合は docs/glossary.md in the course repository を見てください)。
+#
+# This lesson mirrors the chapter's **§3 Domain Adaptation**: §3.1 (domain shift) and **§3.2 DANN**. We have labelled
 # images from a *source* domain (MNIST digits) and only *unlabelled* images from a *target* domain
 # (MNIST-M: the same digits blended into colour photo patches; or USPS: digits scanned from envelopes).
 # A classifier trained on the source alone loses much of its accuracy on the target. DANN (Ganin et al.,
@@ -117,7 +127,7 @@ plots.show_grid(show, torch.cat([mm.source_train[1][:8], mm.target_train[1][:8],
 # ```
 #
 # `128 * 5 * 5` is the flattened size for a 32×32 input only (32 → 28 → 14 → 10 → 5). MNIST-M is
-# 28×28 (→ 4×4), and MNIST has one channel, so Exercise 3 (MNIST → MNIST-M) crashes as written:
+# 28×28 (→ 4×4), and MNIST has one channel, so 演習3 (Exercise 3, MNIST → MNIST-M) crashes as written:
 
 # %%
 chapter_features = nn.Sequential(nn.Conv2d(3, 64, 5), nn.ReLU(), nn.MaxPool2d(2),
@@ -351,15 +361,15 @@ print(widgets.dann_schedule(2, 1.0).title)
 # A method's gain is only its own above the control that sees the same batches. We pair every comparison
 # by seed (same initial weights, same batch order) and give a 95% t-interval over the seeds.
 #
-# **Choosing λ_max.** The paper uses λ_max = 1 with far longer training than our quick budget. Exercise 3
+# **Choosing λ_max.** The paper uses λ_max = 1 with far longer training than our quick budget. 演習3 (Exercise 3)
 # sweeps λ_max ∈ {0, 0.1, 0.3, 1} on these very runs, scores each on the target **validation** split
-# (never the test split we report) and picks 0.3 with these seeds; 0.1 is within 4 points on validation
-# (about 1.5 here; checked there: which of the two wins can change with the seeds). For USPS a smaller sweep, seed 0 only
+# (never the test split we report) and picks 0.3, 4 points above 0.1 on validation (3 points on a second
+# draw of seeds; 1 is 6 points below). For USPS a smaller sweep, seed 0 only
 # (`tools/sweep_adaptation.py --seeds 0` runs such sweeps), compared 0.03, 0.1 and 0.3 on the validation
 # split (0.771, 0.756, 0.731) and picked 0.03. Note what that means: we used target labels to pick a hyperparameter, as UDA papers routinely do. A real unlabelled
 # target has no such labels, which makes this number optimistic.
 #
-# **The runs are cached.** `adaptation.digits.experiments` trains every run of lessons 04-05 and Exercise 3
+# **The runs are cached.** `adaptation.digits.experiments` trains every run of lessons 04-05 and 演習3 (Exercise 3)
 # once, one CPU thread per run (`tools/warm_caches.py` runs it before the notebooks, in parallel shards),
 # and `digits.trained` reads one back; if the cache is empty it trains the run now. Section 6 trains one run
 # here and checks that it equals the cached one.
@@ -374,7 +384,7 @@ PAPER = {"source": 0.5225, "dann": 0.7666, "oracle": 0.9596}  # Ganin et al. 201
 print(f"{STEPS['mnist_m']} steps of 64 + 64 images, seeds {SEEDS}, SGD with μ_0 = {recipe.lr0} "
       "(the paper: 0.01, with far longer training)")
 if cfg.quick:
-    print(f"quick profile: the source has 6,000 MNIST images; the paper trains on 60,000")
+    print("quick profile: the source has 6,000 MNIST images; the paper trains on 60,000")
 
 
 def run_all(target):
@@ -442,18 +452,20 @@ src_acc, bn_acc, dann_acc, oracle_acc = (float(np.mean(accs(mm_res, m))) for m i
 #
 # * source-only transfers badly: on MNIST's own test images it is more than 30 points more accurate
 #   than on MNIST-M's, and the oracle is more than 30 points better on the same MNIST-M images;
-# * DANN reaches about 0.73 on average over the seeds, about 16 points above source-only; source-only
-#   itself varies by several points between seeds, so that interval is wide. Another draw of three seeds
-#   can land a few points lower (the per-seed values above spread by several points), so the notebook
-#   asserts at least 0.67 and at least 12 points over source-only;
-# * **BatchNorm alone does a large part of it**: the `bn_only` control is above source-only on average,
-#   and accounts for between a quarter and most of DANN's gain over source-only (about 40% here; at
-#   most 85% asserted). With three seeds its own interval is wide;
-# * **the adversary's own gain**, DANN above `bn_only` paired by seed, is positive for **every** seed and
-#   at least 2 points on average (about 9 here): the reversed gradient does help, by less than
-#   "DANN − source-only" suggests;
-# * DANN stays more than 15 points below the oracle (and below the paper's 0.77, reached with much longer
-#   training on all 60,000 MNIST images).
+# * DANN reaches about 0.78 on average over the seeds, about 21 points above source-only; source-only
+#   itself varies by several points between seeds, so that interval is wide. A second draw of three
+#   seeds (3–5, trained once for this check, not read here) gave 0.772 and +0.20, so the notebook
+#   asserts at least 0.72 and at least 15 points over source-only;
+# * that is close to the paper's 0.77 (asserted within 5 points), but not a reproduction of its
+#   protocol: the paper trains on all 60,000 MNIST images with μ_0 = 0.01 for far longer; we train on
+#   6,000 for 2,000 steps with μ_0 = 0.03 and test on a carve of MNIST-M's test split;
+# * **BatchNorm alone does a part of it**: the `bn_only` control is above source-only on average,
+#   and accounts for roughly two fifths of DANN's gain over source-only (0.38 here, 0.44 on seeds 3–5;
+#   between 20% and 60% asserted). With three seeds its own interval is wide;
+# * **the adversary's own gain**, DANN above `bn_only` paired by seed, is more than 5 points on
+#   **every** seed and at least 8 on average (about 13 here, 11 on seeds 3–5): the reversed gradient
+#   does most of the work, though less than "DANN − source-only" suggests;
+# * DANN stays more than 15 points below the oracle.
 
 # %%
 src_on_source = np.mean([adaptation.accuracy(m, *mm.source_test) for m in mm_res["source"][0]])
@@ -462,10 +474,17 @@ assert src_on_source - src_acc > 0.30 and oracle_acc - src_acc > 0.30
 bn_gain, adv_gain, dann_gain = gap(mm_res, "bn_only", "source"), gap(mm_res, "dann", "bn_only"), gap(mm_res, "dann", "source")
 print(f"share of DANN's gain that the BatchNorm-only control already has: {bn_gain[0] / dann_gain[0]:.2f}")
 adv_each = [d - b for d, b in zip(accs(mm_res, "dann"), accs(mm_res, "bn_only"))]  # per seed
-assert dann_acc >= 0.67 and dann_gain[0] >= 0.12
-assert bn_gain[0] > 0 and 0.25 < bn_gain[0] / dann_gain[0] < 0.85
-assert adv_gain[0] >= 0.02 and min(adv_each) > 0  # the adversary's gain, on every seed
-assert oracle_acc - dann_acc > 0.15 and dann_acc < PAPER["dann"]
+assert dann_acc >= 0.72 and dann_gain[0] >= 0.15
+assert abs(dann_acc - PAPER["dann"]) < 0.05
+assert bn_gain[0] > 0 and 0.2 < bn_gain[0] / dann_gain[0] < 0.6
+assert adv_gain[0] >= 0.08 and min(adv_each) > 0.05  # the adversary's gain, on every seed
+assert oracle_acc - dann_acc > 0.15
+course_lib.record("mnist_m_source_only", src_acc)  # means over the seeds
+course_lib.record("mnist_m_dann", dann_acc)
+course_lib.record("mnist_m_train_on_target", oracle_acc)
+course_lib.record("mnist_m", {"source": src_acc, "bn_only": bn_acc, "dann": dann_acc, "oracle": oracle_acc})
+course_lib.record("mnist_m_gain", {"bn_only - source": list(bn_gain), "dann - bn_only": list(adv_gain),
+                                   "dann - source": list(dann_gain)})  # paired [mean, 95% half-width]
 
 # %% [markdown]
 # ## 5. Did the features become domain-invariant?
@@ -493,6 +512,8 @@ print(f"DANN's own domain classifier, last {STEPS['mnist_m'] // recipe.evals} st
 assert pad["dann"] < pad["source"] and pad["dann"] > 1.0  # lower, and still far from 0
 # the claims of the next paragraph: a small drop; PAD > 1.6 means the probe separates > 90% of the images
 assert pad["source"] - pad["dann"] < 0.2 and pad["dann"] > 1.6 and dom_acc > 0.5
+course_lib.record("mnist_m_proxy_a_distance", pad)
+course_lib.record("mnist_m_dann_domain_acc", dom_acc)
 
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
 for ax, (method, (fs, ft)) in zip(axes, feats.items()):
@@ -516,7 +537,7 @@ plt.show()
 # picture shows the same: the two clouds still sit apart.
 #
 # So the reversed gradient buys accuracy (section 4) while leaving the domains almost as separable as
-# before: it aligns what the label classifier needs more than it removes the domain. Exercise 3 measures
+# before: it aligns what the label classifier needs more than it removes the domain. 演習3 (Exercise 3) measures
 # this across λ_max, with DANN's own domain head on held-out images beside the fresh probe.
 #
 # ## 6. MNIST → USPS
@@ -536,6 +557,10 @@ us_bn_gain, us_adv_gain, us_dann_gain = gap(us_res, "bn_only", "source"), gap(us
 print(f"share of DANN's gain that the BatchNorm-only control already has: {us_bn_gain[0] / us_dann_gain[0]:.2f}")
 assert us_dann_gain[0] >= 0.10 and us_bn_gain[0] / us_dann_gain[0] > 0.6 and us_adv_gain[0] < 0.05
 assert us_oracle - us_dann > 0.1  # "far below the oracle" (summary)
+course_lib.record("usps_source_only", us_src)
+course_lib.record("usps_bn_only", us_bn)
+course_lib.record("usps_dann", us_dann)
+course_lib.record("usps_train_on_target", us_oracle)
 
 # %% [markdown]
 # On USPS the control tells the whole story: DANN beats source-only by about 15 points on average, but
@@ -568,11 +593,23 @@ else:  # a GPU's nondeterministic kernels may move a few images across the decis
 #   for its input, every loss logged separately.
 # * Measure a DA method against the control that sees the same batches: DANN with λ_max = 0. On
 #   MNIST → MNIST-M that control, where only BatchNorm sees the target, already has about 40% of DANN's
-#   gain over source-only, and the adversary's own gain is what is left, smaller but above 0; on
-#   MNIST → USPS the control has nearly all of it.
+#   gain over source-only, and the adversary's own gain is the larger rest (about 13 points); on
+#   MNIST → USPS, with its shorter budget, the control has nearly all of it.
 # * DANN stays far below the oracle on both pairs; the proxy A-distance shows the features became less
 #   domain-specific, not domain-free.
 # * λ_max was chosen with target validation labels: an optimistic protocol to keep in mind when
 #   reading any UDA table.
 #
 # Next: `05_mmd` (§3.3), aligning the domains with a kernel two-sample statistic instead of an adversary.
+
+# %% [markdown]
+# ## References
+#
+# The papers this notebook cites. A number labelled *the paper's* is that paper's own result on its own setting,
+# quoted for comparison; it was not measured here. The course-wide bibliography is
+# [docs/references.md](../docs/references.md) (docs/references.md in the course repository).
+#
+# * **Ganin, Ustinova, Ajakan, Germain, Larochelle, Laviolette, Marchand & Lempitsky (2016).** Domain-Adversarial Training of Neural Networks. *Journal of Machine Learning Research* 17(59). The paper's MNIST → MNIST-M results (Table 2): source-only 0.5225, DANN 0.7666, train on target 0.9596; its schedules λ(p) = 2/(1 + e^(−10p)) − 1 with λ_max = 1 and μ_p = 0.01 / (1 + 10p)^0.75 (SGD, momentum 0.9); its MNIST network (conv 32 → conv 48 → 768 features, a 100-100-10 label head, a 100-2 domain head); 60,000 MNIST training images.
+# * **Ben-David, Blitzer, Crammer & Pereira (2007).** Analysis of Representations for Domain Adaptation. *NIPS 2006 (Advances in Neural Information Processing Systems 19).* The proxy A-distance, 2(1 − 2ε); no number quoted.
+# * **Li, Wang, Shi, Liu & Hou (2016).** Revisiting Batch Normalization For Practical Domain Adaptation (AdaBN). *arXiv:1603.04779.* The idea behind the BatchNorm-only control; no number quoted.
+# * *Not papers:* TLlib's digits benchmark (MNIST → USPS: source-only 0.821, DANN 0.917) and PyKale's DANN tutorial (source-only 0.495, DANN 0.804, mean of 10 seeds), each with its own network and schedule.

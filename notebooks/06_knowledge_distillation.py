@@ -18,6 +18,16 @@
 #
 # <a href="https://colab.research.google.com/github/transfer-learning-course/transfer-learning-course/blob/main/notebooks/06_knowledge_distillation.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 #
+# **章との対応 (chapter section):** §4 「知識蒸留 (Knowledge Distillation)」: §4.1 「Teacher-Student学習の基礎」、
+# §4.2 「温度付き蒸留の実装」
+#
+# **概要:** 大きな教師モデルの、温度で柔らかくした出力分布を小さな生徒モデルに学ばせる知識蒸留を実装し、
+# 損失の T² の係数が必要な理由を測ります。事前学習済みの教師から生徒を蒸留して大きさ・速さ・精度を比べ、
+# ラベルが少ないときに蒸留がどれだけ役立つかを調べます。
+#
+# **用語集 (glossary):** 英語と日本語の用語対応は [docs/glossary.md](../docs/glossary.md) にあります
+# (Colab で開いている場合は docs/glossary.md in the course repository を見てください)。
+#
 # This lesson mirrors the chapter's **§4.1 Teacher-Student学習の基礎** and **§4.2 温度付き蒸留の実装**
 # (`DistillationLoss`, `TeacherModel`, `StudentModel`, `train_distillation`). A large, accurate
 # *teacher* is too slow to deploy; a small *student* is fast but weaker. Knowledge distillation
@@ -190,7 +200,7 @@ assert torch.allclose(mean_kl * 10, ours.soft, rtol=1e-5)
 #
 # The chapter's loss is right (checked above), including `batchmean` and T². Only the docstring is
 # vague: α = 0.7 gives **70 % to the soft (distillation) term** and 30 % to the labels, which is what
-# Hinton et al. advise (a "considerably lower weight" on the hard term). Exercise 4 of the chapter
+# Hinton et al. advise (a "considerably lower weight" on the hard term). The chapter's 演習4 (Exercise 4)
 # sweeps α, so the direction matters: α = 0 is plain cross-entropy, α = 1 ignores the labels.
 
 # %%
@@ -454,6 +464,8 @@ print("  teacher 67 test errors | small net trained alone 146 | small net distil
 assert compression > 30 and speed > 3
 assert tea["test acc"] - max(scr["test acc"], kd["test acc"]) > 0.10
 assert kd["KL at T"] < cfg.pick(0.9, 1.0) * scr["KL at T"]
+course_lib.record("table", {n: {k: v for k, v in r.items() if k != "seconds"} for n, r in table.items()})
+course_lib.record("compression", compression)
 gap = {name: table[name]["train acc"] - table[name]["test acc"] for name in ("student, scratch", "student, distilled")}
 print(f"train - test accuracy: scratch {gap['student, scratch']:.3f}, distilled {gap['student, distilled']:.3f}")
 if cfg.quick:  # the quick budget's findings
@@ -513,6 +525,9 @@ plt.show()
 
 # %%
 assert gain > 0.05 and closed > 0.5
+course_lib.record("few_labels_test_acc", few_acc)
+course_lib.record("few_labels_gain", gain)
+course_lib.record("few_labels_gap_closed", closed)
 
 # %% [markdown]
 # ### Where it pays, and where it stops: a transfer set with N labels
@@ -523,7 +538,7 @@ assert gain > 0.05 and closed > 0.5
 # on the N labelled images alone, with the same initial weights and the same number of Adam steps (as
 # many epochs over the N images as that takes). At N = all, both see every label, the setting of the null
 # result above. Most images carry no label, so most of the weight goes to the soft term: α = 0.9, and
-# T = 1, at which the teacher's targets are sharp, close to its own labels (Exercise 4 searches T and α
+# T = 1, at which the teacher's targets are sharp, close to its own labels (演習4, Exercise 4, searches T and α
 # in this setting).
 #
 # These runs (4 label counts × 3 seeds × 2 students in `quick`) are `course_lib.kd_curves`: each trained
@@ -605,6 +620,10 @@ if cfg.quick:
     assert ts_gain[n0][0] > 0.05 and ts_gain[n0][0] - ts_gain[n0][1] > 0  # pays, significantly
     assert all(abs(ts_gain[n][0]) < 0.03 for n in ts.sizes[1:])  # shrinks as N grows
     assert ts.sizes[-1] == len(x_all) and abs(ts_gain[len(x_all)][0]) < 0.01  # gone with every label
+# labelled images -> paired gain (distilled - alone) [mean, 95% half-width] over seeds
+course_lib.record("kd_transfer_set_gain", {n: list(g) for n, g in ts_gain.items()})
+course_lib.record("kd_gain_transfer_set", list(ts_gain[ts.sizes[0]]))
+course_lib.record("kd_gain_all_labels", list(ts_gain[len(x_all)]))
 
 # %% [markdown]
 # ## 6. The chapter's teacher and student
@@ -751,3 +770,14 @@ assert distill.count_params(teacher) < 1_000_000 and biggest_linear(teacher) / d
 #   consistent training, which we did not test).
 #
 # Next: `07_meta_distillation` (§4.3), meta-distillation.
+
+# %% [markdown]
+# ## References
+#
+# The papers this notebook cites. A number labelled *the paper's* is that paper's own result on its own setting,
+# quoted for comparison; it was not measured here. The course-wide bibliography is
+# [docs/references.md](../docs/references.md) (docs/references.md in the course repository).
+#
+# * **Hinton, Vinyals & Dean (2015).** Distilling the Knowledge in a Neural Network. *NIPS 2014 Deep Learning Workshop; arXiv:1503.02531.* The distillation loss with temperature and the T² factor; the paper's MNIST numbers: teacher 67 test errors, the small net trained alone 146, the same net distilled at T = 20: 74; its advice of a considerably lower weight on the hard term.
+# * **Beyer, Zhai, Royer, Markeeva, Anil & Kolesnikov (2022).** Knowledge Distillation: A Good Teacher Is Patient and Consistent. *CVPR 2022.* The paper's claim that distillation needs patient, consistent training; no number quoted.
+# * **He, Zhang, Ren & Sun (2016).** Deep Residual Learning for Image Recognition (ResNet). *CVPR 2016.* The teacher's architecture, ResNet-56; its 93.39 % is the weights' upstream README's, not the paper's.

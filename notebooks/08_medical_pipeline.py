@@ -18,7 +18,16 @@
 #
 # <a href="https://colab.research.google.com/github/transfer-learning-course/transfer-learning-course/blob/main/notebooks/08_medical_pipeline.ipynb"><img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>
 #
-# This lesson mirrors the chapter's **§5 実践: 転移学習プロジェクト** and its `TransferLearningPipeline`
+# **章との対応 (chapter section):** §5 「実践:転移学習プロジェクト」: §5.1 「完全な転移学習パイプライン」
+#
+# **概要:** 事前学習済みネットワークを胸部 X 線画像 (PneumoniaMNIST) の小さなデータに適応させる一連の流れを、
+# 公式の分割で実行します。前処理とデータ拡張、学習前の転移可能性チェック、ファインチューニングとスクラッチ学習と
+# 蒸留、AUC・感度・特異度・キャリブレーションによる評価、モデルカードまでを扱います。
+#
+# **用語集 (glossary):** 英語と日本語の用語対応は [docs/glossary.md](../docs/glossary.md) にあります
+# (Colab で開いている場合は docs/glossary.md in the course repository を見てください)。
+#
+# This lesson mirrors the chapter's **§5 実践:転移学習プロジェクト** and its `TransferLearningPipeline`
 # (§5.1): a pretrained network, adapted to a small medical data set. The chapter's class runs on random
 # arrays with random labels; here it runs on real chest X-rays (PneumoniaMNIST, MedMNIST v2) with the
 # official train/val/test splits, and every step does what its name says:
@@ -170,7 +179,7 @@ with torch.no_grad():
 head = pipeline.make_head(64, 2, 32).train()  # the chapter's head, 512 -> 32 wide
 batch_sizes, raised = [], None
 try:
-    for fb, yb in DataLoader(TensorDataset(feats33, train.labels[:33]), batch_size=32, shuffle=True):
+    for fb, _ in DataLoader(TensorDataset(feats33, train.labels[:33]), batch_size=32, shuffle=True):
         batch_sizes.append(len(fb))
         head(fb)
 except ValueError as err:
@@ -279,7 +288,7 @@ print(f"head only: {len(hist_head.epochs)} epochs, best epoch {hist_head.best_ep
 # %% [markdown]
 # **(b) Fine-tuning = the teacher.** Every layer is trained, not only the last stage as in the chapter's
 # §5.1. On X-rays lesson 02 (section 4) measured partial and full fine-tuning level with each other and
-# both well above the frozen features, and Exercise 2 found ULMFiT's discriminative learning rates level
+# both well above the frozen features, and 演習2 (Exercise 2) found ULMFiT's discriminative learning rates level
 # with partial fine-tuning there; training every layer is also what lesson 02's transfer-vs-scratch curve
 # (section 7 below) uses. Lesson 03's discriminative learning rates keep the lower stages close to their
 # pretrained weights (`finetune.param_groups`: the head gets `lr`, each stage below 2.6× less), with
@@ -332,7 +341,7 @@ def chapter_style_run(run_seed: int, epochs: int = 12) -> tuple[list[float], flo
     opt = torch.optim.SGD(lin.parameters(), lr=0.5, momentum=0.9)
     order = torch.Generator().manual_seed(run_seed)
     aucs, best_auc, best_state = [], -1.0, None
-    for epoch in range(epochs):
+    for _ in range(epochs):
         for b in torch.randperm(len(f_train), generator=order).split(64):
             opt.zero_grad()
             F.cross_entropy(lin(f_train[b]), train.labels[b], weight=w_lib).backward()
@@ -340,7 +349,7 @@ def chapter_style_run(run_seed: int, epochs: int = 12) -> tuple[list[float], flo
         with torch.no_grad():
             aucs.append(metrics.roc_auc(val.labels, lin(f_val).softmax(1)[:, 1]))
         if aucs[-1] > best_auc:
-            best_auc, best_state = aucs[-1], {k: v.clone() for k, v in lin.state_dict().items()}  # never reloaded
+            best_auc, best_state = aucs[-1], {k: v.clone() for k, v in lin.state_dict().items()}  # noqa: F841 never reloaded
     with torch.no_grad():
         return aucs, metrics.roc_auc(val.labels, lin(f_val).softmax(1)[:, 1])
 
@@ -419,15 +428,15 @@ print(f"{'MedMNIST v2 paper: ResNet-18 (28), scratch':38s}{PAPER['pneumoniamnist
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 4))
 ft = reports["fine-tuned"]
-metrics.plot_roc({k: (y, p[1][:, 1]) for k, p in probs.items()}, ax=axes[0],
-                 points={"fine-tuned @ val threshold": (1 - ft.specificity, ft.sensitivity)})
+plots.plot_roc({k: (y, p[1][:, 1]) for k, p in probs.items()}, ax=axes[0],
+               points={"fine-tuned @ val threshold": (1 - ft.specificity, ft.sensitivity)})
 axes[0].set_title("ROC, test split", fontsize=9)
-metrics.plot_confusion(ft.confusion, classes, ax=axes[1], title=f"fine-tuned, threshold {ft.threshold:.2f} (from val)")
-metrics.plot_reliability(metrics.reliability(y, p_test), ax=axes[2], title="fine-tuned:")
+plots.plot_confusion(ft.confusion, classes, ax=axes[1], title=f"fine-tuned, threshold {ft.threshold:.2f} (from val)")
+plots.plot_reliability(metrics.reliability(y, p_test), ax=axes[2], title="fine-tuned:")
 fig.tight_layout()
 fig, axes = plt.subplots(1, 2, figsize=(8, 4))
 for ax, name in zip(axes, ("student alone", "KD student")):
-    metrics.plot_reliability(metrics.reliability(y, probs[name][1]), ax=ax, title=f"{name}:")
+    plots.plot_reliability(metrics.reliability(y, probs[name][1]), ax=ax, title=f"{name}:")
 fig.tight_layout()
 
 # %% [markdown]
@@ -463,6 +472,10 @@ assert auc["head only"] < min(auc["fine-tuned"], auc["scratch"])
 assert all(abs(auc[k] - PAPER["pneumoniamnist"][0]) < 0.04 for k in ("fine-tuned", "scratch"))
 assert hist_transfer.best["val_auc"] > auc["fine-tuned"] and hist_scratch.best["val_auc"] > auc["scratch"]
 assert abs(auc["KD student"] - auc["fine-tuned"]) < 0.04 and n_teacher / n_student > 40
+course_lib.record("pneumonia_test", {k: r.row() for k, r in reports.items()})
+course_lib.record("logme_pretrained", logme_pre)
+course_lib.record("logme_random", logme_rand)
+course_lib.record("teacher_student_param_ratio", n_teacher / n_student)
 
 # %% [markdown]
 # ## 7. Transfer or scratch? One run against lesson 02's curve
@@ -568,6 +581,7 @@ print(f"{'MedMNIST v2 paper: ResNet-18 (28), scratch':38s}{PAPER['breastmnist'][
 # %%
 assert b_reports["transfer: fine-tuned"].auc > b_reports["from scratch"].auc - 0.03
 assert all(0.75 < r.auc < PAPER["breastmnist"][0] + 0.02 for r in b_reports.values())
+course_lib.record("breast_test", {k: r.row() for k, r in b_reports.items()})
 
 # %% [markdown]
 # ## 9. The full profile: ImageNet ResNet-18 at 224 px
@@ -608,3 +622,18 @@ Limitations Children aged 1-5 from one hospital (Guangzhou); 28×28 pixels lose 
             {hist_transfer.best['val_auc']:.3f} vs test {m.auc:.3f}), so thresholds need local recalibration.
 Source      {info['description']}""")
 print(f"notebook ran in {time.perf_counter() - START:.0f} s")
+
+# %% [markdown]
+# ## References
+#
+# The papers this notebook cites. A number labelled *the paper's* is that paper's own result on its own setting,
+# quoted for comparison; it was not measured here. The course-wide bibliography is
+# [docs/references.md](../docs/references.md) (docs/references.md in the course repository).
+#
+# * **Yang, Shi, Wei, Liu, Zhao, Ke, Pfister & Ni (2023).** MedMNIST v2: A Large-Scale Lightweight Benchmark for 2D and 3D Biomedical Image Classification. *Scientific Data* 10. The paper's ResNet-18 (28 px) trained from scratch: PneumoniaMNIST test AUC 0.944, ACC 0.854; BreastMNIST test AUC 0.901, ACC 0.863; PneumoniaMNIST's 5,856 images and official splits.
+# * **Kermany et al. (2018).** Identifying Medical Diagnoses and Treatable Diseases by Image-Based Deep Learning. *Cell* 172(5). The source of PneumoniaMNIST's chest X-rays; no number quoted.
+# * **Al-Dhabyani, Gomaa, Khaled & Fahmy (2020).** Dataset of Breast Ultrasound Images. *Data in Brief* 28. The source of BreastMNIST's 780 ultrasound images.
+# * **Raghu, Zhang, Kleinberg & Bengio (2019).** Transfusion: Understanding Transfer Learning for Medical Imaging. *NeurIPS 2019.* The paper's finding on 100,000+ medical images: transfer helped little over training from scratch.
+# * **He, Girshick & Dollár (2019).** Rethinking ImageNet Pre-training. *ICCV 2019.* The paper's finding: training from scratch on COCO matched ImageNet pretraining given a longer schedule; no number quoted.
+# * **You, Liu, Wang & Long (2021).** LogME: Practical Assessment of Pre-trained Models for Transfer Learning. *ICML 2021.* The transferability check before training; no number quoted.
+# * **Howard & Ruder (2018).** Universal Language Model Fine-tuning for Text Classification (ULMFiT). *ACL 2018.* Discriminative learning rates (lesson 03); no number quoted here.

@@ -41,8 +41,8 @@ on the CPU (``pack_padded_sequence``'s lengths), modules that did ``from torch.c
 """
 
 from __future__ import annotations
-
 import __future__
+
 import ast
 import contextlib
 import weakref

@@ -6,7 +6,6 @@ source with lower contrast and a brighter background.  ``forever`` is tested in 
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import ast
-import builtins
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,14 +28,18 @@ def _notebook(path: Path, *sources: str) -> Path:
     return path
 
 
-def test_extraction_cell_converts_values_and_reports_bad_expressions(capsys):
-    ns = {"acc": torch.tensor(0.25), "arr": np.array([1, 2]), "grid": {(3.0, 0.5): np.float32(0.75)},
-          "name": "text", "ok": 1}
-    exec(bench.extraction_source({"acc": "acc", "arr": "arr", "grid": "grid", "sum": "ok + 1",
-                                  "name": "name", "missing": "nope"}), ns)
+def test_extraction_cell_prints_what_the_notebook_recorded(capsys):
+    from course_lib import bench_record
+
+    bench_record.clear()
+    try:
+        bench_record.record("acc", torch.tensor(0.25))
+        bench_record.record("grid", {(3.0, 0.5): np.float32(0.75)})
+        exec(bench.EXTRACT_CELL, {})
+    finally:
+        bench_record.clear()
     out = bench.parse_extraction([{"output_type": "stream", "name": "stdout", "text": capsys.readouterr().out}])
-    assert out["metrics"] == {"acc": 0.25, "arr": [1.0, 2.0], "grid": {"3.0 | 0.5": 0.75}, "sum": 2.0}
-    assert set(out["errors"]) == {"name", "missing"} and "NameError" in out["errors"]["missing"]
+    assert out["metrics"] == {"acc": 0.25, "grid": {"3.0 | 0.5": 0.75}} and out["kernel"]["threads"] >= 1
     with pytest.raises(ValueError, match="no 'BENCH_METRICS_JSON=' line"):
         bench.parse_extraction([{"output_type": "stream", "name": "stdout", "text": "hello\n"}])
 
@@ -43,56 +47,58 @@ def test_extraction_cell_converts_values_and_reports_bad_expressions(capsys):
 def test_bench_runs_copies_records_metrics_and_failures(tmp_path, monkeypatch):
     src = tmp_path / "src"
     src.mkdir()
-    good = _notebook(src / "good.ipynb", "import os\nx = 0.5 * 3\nprofile = os.environ['COURSE_PROFILE']",
-                     "cwd = os.getcwd()\nsame_dir = float(cwd == os.path.dirname(os.path.abspath('good.ipynb')))")
-    bad = _notebook(src / "bad.ipynb", "y = 1", "raise RuntimeError('boom')", "z = 2")
+    good = _notebook(src / "good.ipynb", "import os\nimport course_lib\nx = 0.5 * 3\ncourse_lib.record('x', x)",
+                     "cwd = os.getcwd()\nsame_dir = float(cwd == os.path.dirname(os.path.abspath('good.ipynb')))\n"
+                     "course_lib.record('profile_len', len(os.environ['COURSE_PROFILE']))\n"
+                     "course_lib.record('same_dir', same_dir)")
+    bad = _notebook(src / "bad.ipynb", "import course_lib\ncourse_lib.record('y', 1)", "raise RuntimeError('boom')")
+    twice = _notebook(src / "twice.ipynb", "import course_lib\ncourse_lib.record('z', 1)\ncourse_lib.record('z', 2)")
+    short = _notebook(src / "short.ipynb", "import course_lib\ncourse_lib.record('u', 1)\ncourse_lib.record('w', 2)")
     before = good.read_bytes()
     monkeypatch.setattr(bench, "ROOT", tmp_path)
-    monkeypatch.setattr(bench, "notebooks", lambda only=None: [bad, good])
-    monkeypatch.setattr(bench, "METRICS", {"src/good.ipynb": {"x": "x", "profile_len": "len(profile)",
-                                                              "same_dir": "same_dir"},
-                                           "src/bad.ipynb": {"y": "y"}})
+    monkeypatch.setattr(bench, "notebooks", lambda only=None: [bad, good, twice, short])
+    monkeypatch.setattr(bench, "METRICS", {"src/good.ipynb": ("x", "profile_len", "same_dir"), "src/bad.ipynb": ("y",),
+                                           "src/twice.ipynb": ("z",), "src/short.ipynb": ("u", "v")})
     monkeypatch.setattr(bench, "SUMMARY", {"lifted": ("src/good.ipynb", "x"), "lost": ("src/bad.ipynb", "y")})
+    monkeypatch.delenv("COURSE_BENCH", raising=False)
     out = tmp_path / "results" / "full.json"
-    assert bench.bench("full", out) == 1  # one notebook failed
+    assert bench.bench("full", out) == 1  # three notebooks failed
+    assert "COURSE_BENCH" not in os.environ  # set for the kernels only
     res = json.loads(out.read_text())
     g, b = res["notebooks"]["src/good.ipynb"], res["notebooks"]["src/bad.ipynb"]
     assert g["status"] == "ok" and g["metrics"] == {"x": 1.5, "profile_len": 4.0, "same_dir": 1.0}
     assert g["seconds"] > 0 and g["kernel"]["threads"] >= 1
     assert b["status"] == "failed" and "boom" in b["error"] and "\x1b" not in b["error"] and b["metrics"] == {}
+    t, s = res["notebooks"]["src/twice.ipynb"], res["notebooks"]["src/short.ipynb"]
+    assert t["status"] == "failed" and "'z' recorded twice with different values" in t["error"]
+    assert s["status"] == "failed" and "not recorded" in s["error"] and "['v']" in s["error"]
+    assert s["metrics"] == {"u": 1.0, "w": 2.0}  # what it did record is kept, beside the error
     assert good.read_bytes() == before  # the committed notebook is never executed in place
     assert (tmp_path / "build" / "bench" / "full" / "src" / "good.ipynb").exists()
     assert res["environment"]["cpu_count"] >= 1 and res["profile"] == "full"
     assert res["lifted"] == 1.5 and res["lost"] is None  # a failed notebook's summary is None, not stale
 
 
-def _free_names(expr: str) -> set[str]:
-    tree = ast.parse(expr, mode="eval")
-    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    loads = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    return loads - bound - set(dir(builtins))
+def _recorded_names(py: Path) -> list[str]:
+    """The names of every ``course_lib.record("name", ...)`` call in a notebook's py:percent source."""
+    calls = [n for n in ast.walk(ast.parse(py.read_text())) if isinstance(n, ast.Call)
+             and isinstance(n.func, ast.Attribute) and n.func.attr == "record"]
+    assert all(isinstance(c.args[0], ast.Constant) and isinstance(c.args[0].value, str) for c in calls), py
+    return [c.args[0].value for c in calls]
 
 
-def _top_level_names(py: Path) -> set[str]:
-    names = set()
-    for node in ast.parse(py.read_text()).body:
-        for sub in ast.walk(node) if isinstance(node, (ast.Assign, ast.AnnAssign, ast.For, ast.With)) else []:
-            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
-                names.add(sub.id)
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-    return names
-
-
-def test_metrics_table_covers_every_notebook_with_names_it_defines():
+def test_every_notebook_records_exactly_the_metrics_the_bench_expects():
     assert set(bench.METRICS) == {p.relative_to(ROOT).as_posix() for p in bench.notebooks()}
-    for nb, exprs in bench.METRICS.items():
-        assert exprs, nb
-        defined = _top_level_names(ROOT / nb.replace(".ipynb", ".py"))
-        for name, expr in exprs.items():
-            assert _free_names(expr) <= defined, (nb, name, _free_names(expr) - defined)
+    for nb, expected in bench.METRICS.items():
+        names = _recorded_names(ROOT / nb.replace(".ipynb", ".py"))
+        assert expected and len(set(expected)) == len(expected), nb
+        assert sorted(names) == sorted(expected), (nb, set(names) ^ set(expected))  # each once, none unexpected
+
+
+def test_summary_lifts_only_expected_metrics():
+    for spec in bench.SUMMARY.values():
+        for nb, metric in [spec] if isinstance(spec, tuple) else spec:
+            assert metric in bench.METRICS[nb], (nb, metric)
 
 
 def _results(status_04: str = "ok") -> dict:
@@ -227,7 +233,8 @@ def test_executor_handles_widgets_timeouts_and_a_dead_kernel(tmp_path):
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
     try:
         widget_cell = ("import ipywidgets as W\nout = W.Output()\ns = W.FloatSlider()\n"
-                       "with out:\n    out.clear_output(wait=True)\n    print('inside')\ndisplay(W.VBox([s, out]))\nprint('done')")
+                       "with out:\n    out.clear_output(wait=True)\n    print('inside')\n"
+                       "display(W.VBox([s, out]))\nprint('done')")
         outs = bench.execute_cell(km, kc, widget_cell, timeout=30)
         assert any(o.get("text") == "done\n" for o in outs if o.output_type == "stream")
         with pytest.raises(bench.CellError, match="timed out after 2 s"):
@@ -295,7 +302,8 @@ def test_readme_table_reads_list_entries_and_the_transfer_vs_scratch_row():
              for n in (32, 100, 316, 1000, 4708)}
     res["notebooks"]["notebooks/02_freezing.ipynb"] = {"status": "ok", "seconds": 50.0,
                                                        "metrics": {"transfer_vs_scratch": curve}}
-    row = next(line for line in bench.render_readme(res).splitlines() if line.startswith("| PneumoniaMNIST test AUC, transfer"))
+    row = next(line for line in bench.render_readme(res).splitlines()
+               if line.startswith("| PneumoniaMNIST test AUC, transfer"))
     assert "+0.020 ± 0.011 / +0.020 ± 0.011 / +0.025 ± 0.011" in row and "transfer 0.950, scratch 0.930" in row
     assert bench._get(res, "notebooks/02_freezing.ipynb", "transfer_vs_scratch", "32", "gap", "2") is None
     assert bench._get(res, "notebooks/02_freezing.ipynb", "transfer_vs_scratch", "32", "gap", "1") == 0.011

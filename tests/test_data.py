@@ -312,7 +312,8 @@ def test_full_profile_mnist_and_usps_use_the_official_train_files(fake_mirror, h
         name = rel.split("/")[-1].replace("t10k", "train")
         blob = (fake_mirror / rel).read_bytes()
         (www / name).write_bytes(blob)
-        monkeypatch.setitem(files.REMOTE, f"MNIST/raw/{name}", (f"{base}/{name}", "md5:" + hashlib.md5(blob).hexdigest()))
+        monkeypatch.setitem(files.REMOTE, f"MNIST/raw/{name}",
+                            (f"{base}/{name}", "md5:" + hashlib.md5(blob).hexdigest()))
     blob = (fake_mirror / "usps/usps.t.bz2").read_bytes()
     (www / "usps.bz2").write_bytes(blob)
     monkeypatch.setitem(files.REMOTE, "usps/usps.bz2", (f"{base}/usps.bz2", "md5:" + hashlib.md5(blob).hexdigest()))

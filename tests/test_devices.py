@@ -7,8 +7,8 @@ fails here exactly as it would on a GPU (the ex3 crash on Colab was one).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch

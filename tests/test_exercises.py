@@ -22,7 +22,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import assign  # noqa: E402
-
 from course_lib.exercise_checks import Notebook  # noqa: E402
 
 SOURCES = assign.solution_sources()
@@ -48,7 +47,8 @@ def test_generation_is_fresh(src, parsed):
 
 def test_no_extra_generated_files():
     names = {s.stem for s in SOURCES}
-    generated = {p.stem for p in (ROOT / "exercises").glob("*.py")} | {p.stem for p in (ROOT / "exercises").glob("*.ipynb")}
+    exercises = ROOT / "exercises"
+    generated = {p.stem for p in exercises.glob("*.py")} | {p.stem for p in exercises.glob("*.ipynb")}
     checks = {p.stem for p in (ROOT / "course_lib" / "exercise_checks").glob("*.py")} - {"__init__"}
     assert generated == names and checks == names
 
@@ -86,7 +86,8 @@ def test_no_solution_or_hidden_test_leaks(src, parsed):
                                                      for t in (x["source"] for x in q["tests"])]
     if src in SOURCES:  # also read the committed files themselves
         shipped += [(ROOT / "exercises" / f"{a.name}.py").read_text()]
-        shipped += ["".join(c["source"]) for c in json.loads((ROOT / "exercises" / f"{a.name}.ipynb").read_text())["cells"]]
+        cells = json.loads((ROOT / "exercises" / f"{a.name}.ipynb").read_text())["cells"]
+        shipped += ["".join(c["source"]) for c in cells]
         module = importlib.import_module(f"course_lib.exercise_checks.{a.name}")
         shipped += [t for q in module.QUESTIONS.values() for t in q["tests"]]
     lines = {line.strip() for text in shipped for line in text.split("\n")}

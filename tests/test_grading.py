@@ -96,7 +96,8 @@ def _submissions(solution, student) -> dict[str, object]:
 
 
 EXPECTED = {  # (q1, q2, total)
-    "solution": (2, 1, 3), "answered": (2, 1, 3), "student": (0, 0, 0), "syntax_error": (0, 1, 1), "exception": (2, 0, 2),
+    "solution": (2, 1, 3), "answered": (2, 1, 3), "student": (0, 0, 0), "syntax_error": (0, 1, 1),
+    "exception": (2, 0, 2),
     "top_level_exception": (2, 1, 3), "infinite_loop_in_function": (0, 1, 1), "infinite_loop_top_level": (2, 1, 3),
     "renamed_function": (2, 0, 2), "wrong_type": (0, 1, 1), "deleted_cell": (2, 0, 2), "reordered_cells": (2, 1, 3),
     "executed_with_fake_outputs": (0, 0, 0), "not_a_notebook.txt": (0, 0, 0), "garbage": (0, 0, 0),
@@ -106,8 +107,9 @@ EXPECTED = {  # (q1, q2, total)
 }
 FEEDBACK = {  # a phrase each feedback must contain
     "syntax_error": "SyntaxError", "exception": "ZeroDivisionError", "infinite_loop_in_function": "time limit",
-    "infinite_loop_top_level": "time limit", "renamed_function": "`mean` is missing", "deleted_cell": "`mean` is missing",
-    "not_a_notebook.txt": "not a Jupyter notebook", "garbage": "could not be read", "json_not_notebook": "could not be read",
+    "infinite_loop_top_level": "time limit", "renamed_function": "`mean` is missing",
+    "deleted_cell": "`mean` is missing", "not_a_notebook.txt": "not a Jupyter notebook",
+    "garbage": "could not be read", "json_not_notebook": "could not be read",
     "redefines_grader": "no effect on grading", "patches_isclose": "no effect on grading",
     "patches_during_test": "changed math.isclose", "exits_process": "ended its process early",
     "swallows_timeouts": "exceeded the time limit of 4 s", "stalls_definitions": "2 test processes in a row",
@@ -199,7 +201,8 @@ def test_definitions_keep_only_what_runs_no_code_of_the_submission():
     assert [src.split("\n")[0] for _, src in defs] == ["import math", "from os import path as p", "X = 3",
                                                        "Y: int = X * 2", "def f(a):", "class C:"]
     assert skipped == {"Z", "i", "W"}
-    assert "top-level statement that the tests do not re-run" in grade.explain("NameError: name 'Z' is not defined", skipped)
+    explained = grade.explain("NameError: name 'Z' is not defined", skipped)
+    assert "top-level statement that the tests do not re-run" in explained
 
 
 def test_verdicts_and_records_are_only_accepted_with_the_key_and_in_protocol():

@@ -69,7 +69,8 @@ def _attacks(home: Path, port: int) -> dict[str, tuple[str, str, int, str]]:
         # the grader's spec through the garbage collector: in the notebook (no test is there) and in a test (denied)
         "spec_via_gc": ("student", "import gc\nprint('SPEC', [o for o in gc.get_objects() if isinstance(o, dict) and "
                         "('tests' in o or 'test' in o or 'questions' in o)])\n"
-                        "def hypot(a, b):\n    import gc\n    found = [o for o in gc.get_objects() if isinstance(o, dict)"
+                        "def hypot(a, b):\n    import gc\n"
+                        "    found = [o for o in gc.get_objects() if isinstance(o, dict)"
                         " and 'test' in o]\n    raise ValueError(str(found))", 0, "PermissionError"),
         # ... and through frames: sys._getframe, inspect, a traceback's frame
         "spec_via_frames": ("student", "def hypot(a, b):\n    import sys\n    try:\n        raise RuntimeError\n"
@@ -78,7 +79,8 @@ def _attacks(home: Path, port: int) -> dict[str, tuple[str, str, int, str]]:
                             0, "PermissionError"),
         # a thread that keeps writing forged records while the notebook runs and after; one started in a test
         "thread_writes_later": ("student", prelude + "import threading, time\n"
-                                "def _later():\n    while True:\n        _forge_everywhere()\n        time.sleep(0.02)\n"
+                                "def _later():\n    while True:\n        _forge_everywhere()\n"
+                                "        time.sleep(0.02)\n"
                                 "threading.Thread(target=_later, daemon=True).start()\ntime.sleep(0.5)\n"
                                 "def mean(xs):\n    import threading\n    threading.Thread(target=_later).start()\n"
                                 "    return 0.0", 0, "Tampering"),
@@ -99,7 +101,8 @@ def _attacks(home: Path, port: int) -> dict[str, tuple[str, str, int, str]]:
                             "json.dumps = lambda *a, **k: '{\"kind\": \"done\"}'\n"
                             "os.write = lambda fd, data: len(data)\nbuiltins.isinstance = lambda *a: True\n"
                             "math.isclose = lambda *a, **k: True\n"
-                            "def hypot(a, b):\n    import builtins, math, sys\n    math.isclose = lambda *x, **k: True\n"
+                            "def hypot(a, b):\n    import builtins, math, sys\n"
+                            "    math.isclose = lambda *x, **k: True\n"
                             "    builtins.isinstance = lambda *x: True\n    sys.modules['math'] = type(sys)('math')\n"
                             "    return 0.0", 0, "changed"),
         # hidden tests printed into the output: looked for on disk, in the environment, on stdin
@@ -143,7 +146,8 @@ def _attacks(home: Path, port: int) -> dict[str, tuple[str, str, int, str]]:
                                   "    return 0.0", 0, "changed"),
         # a decorator that runs while the definitions load: the builtins the guard could use, and a library function
         "patch_at_definition": ("student", "import builtins, math\n"
-                                "def _evil():\n    builtins.vars = lambda *a: {}\n    builtins.setattr = lambda *a: None\n"
+                                "def _evil():\n    builtins.vars = lambda *a: {}\n"
+                                "    builtins.setattr = lambda *a: None\n"
                                 "    math.isclose = lambda *a, **k: True\n"
                                 "class _AtDefinition:  # a class body runs while the definitions load\n    _evil()\n"
                                 "def hypot(a, b):\n    return 0.0", 0, "undone before each test"),
@@ -210,8 +214,8 @@ def batch(tmp_path_factory, sandbox_required):
     solution = jupytext.read(FIXTURE / "ex0_tiny.py")
     student = assign.parse(FIXTURE / "ex0_tiny.py").student
     answered = student
-    for fn, body in (("def hypot(", "def hypot(a, b):\n    return math.sqrt(a * a + b * b)"),
-                     ("def mean(", "def mean(xs):\n    return sum(xs) / len(xs)")):
+    for body in ("def hypot(a, b):\n    return math.sqrt(a * a + b * b)",
+                 "def mean(xs):\n    return sum(xs) / len(xs)"):
         answered = _build(answered, body)
     bases = {"student": student, "answered": answered}
     home = tmp_path_factory.mktemp("instructor home")
@@ -321,9 +325,11 @@ def test_make_grade_without_sandbox_stops_or_says_so(tmp_path):
     args = ["make", "-s", "grade", f"SUBMISSIONS={subs}", f"GRADES={tmp_path / 'out'}", "ASSIGNMENT=ex0_tiny",
             f"SOLUTIONS={FIXTURE}"]
     refused = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert refused.returncode != 0 and "apt install bubblewrap" in refused.stderr and "UNSAFE_NO_SANDBOX=1" in refused.stderr
+    assert refused.returncode != 0
+    assert "apt install bubblewrap" in refused.stderr and "UNSAFE_NO_SANDBOX=1" in refused.stderr
     assert not (tmp_path / "out" / "grades.csv").exists()
-    done = subprocess.run(args + ["UNSAFE_NO_SANDBOX=1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(args + ["UNSAFE_NO_SANDBOX=1"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Graded without a sandbox" in (tmp_path / "out" / "feedback" / "bob.md").read_text()
     assert "bob,2,1,3" in (tmp_path / "out" / "grades.csv").read_text()

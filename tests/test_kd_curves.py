@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 import torch.nn as nn
-from synthetic import bright_square
 
 from course_lib import distill
 from course_lib import kd_curves as kc
+from synthetic import bright_square
 
 TINY = kc.Recipe((4, 16), (0, 1), 4, temperatures=(1.0, 4.0), alphas=(0.5,), T=4.0, alpha=0.5, epochs=1,
                  batch_size=4, width=2)
@@ -71,7 +71,8 @@ def test_a_loss_fn_with_the_same_formula_gives_the_same_student():
 def test_runs_caches_each_run_and_shards_the_missing_ones(fake_mirror, monkeypatch):
     monkeypatch.setitem(kc.RECIPES, "quick", TINY)
     monkeypatch.setattr(kc, "splits", lambda profile=None, data_dir=None: _splits())
-    monkeypatch.setattr(kc, "teacher_logits", lambda profile=None, device="cpu", data_dir=None: _teacher_logits(_splits().y))
+    monkeypatch.setattr(kc, "teacher_logits",
+                        lambda profile=None, device="cpu", data_dir=None: _teacher_logits(_splits().y))
     curve = len(TINY.sizes) * len(TINY.seeds) * 2
     grid = len(TINY.seeds) * (1 + len(TINY.temperatures) * len(TINY.alphas))
     shared = len(TINY.seeds) * 2  # alone and (T, alpha) at grid_n = sizes[0]

@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
-from synthetic import bright_square
 
 from course_lib import label_curves as lc
 from course_lib.stats import t_ci
+from synthetic import bright_square
 
 
 def test_t_ci_uses_student_t():

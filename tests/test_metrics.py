@@ -12,7 +12,7 @@ import torch
 from sklearn.metrics import confusion_matrix, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from course_lib import metrics
+from course_lib import metrics, plots
 
 
 def _scores(seed: int, n: int = 200, ties: bool = False):
@@ -106,6 +106,8 @@ def test_perfectly_calibrated_confident_model_has_zero_ece():
     lambda: metrics.ece(np.array([0, 1]), np.array([0.2, 0.7])),  # (N,) instead of (N, K)
     lambda: metrics.ece(np.array([0, 1]), np.array([[0.2, 0.2], [0.5, 0.5]])),  # rows do not sum to 1
     lambda: metrics.confusion(np.array([0, 1]), np.array([0, 1, 1])),
+    lambda: metrics.confusion(np.array([], int), np.array([], int)),  # sklearn's own error would be less clear
+    lambda: metrics.confusion(np.array([0, 2]), np.array([0, 1])),  # class 2 with num_classes=2
 ])
 def test_wrong_shapes_raise_clear_valueerror(call):
     with pytest.raises(ValueError, match="must|need"):
@@ -116,7 +118,7 @@ def test_plots_draw():
     y, s = _scores(0)
     p = 1 / (1 + np.exp(-s))
     probs = np.stack([1 - p, p], 1)
-    metrics.plot_roc({"model": (y, p)}, points={"thr": (0.2, 0.8)})
-    metrics.plot_confusion(metrics.confusion(y, (p > 0.5).astype(int)), ["a", "b"])
-    ax = metrics.plot_reliability(metrics.reliability(y, probs))
+    plots.plot_roc({"model": (y, p)}, points={"thr": (0.2, 0.8)})
+    plots.plot_confusion(metrics.confusion(y, (p > 0.5).astype(int)), ["a", "b"])
+    ax = plots.plot_reliability(metrics.reliability(y, probs))
     assert "ECE" in ax.get_title()

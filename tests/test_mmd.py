@@ -114,8 +114,6 @@ def test_option_errors():
 from course_lib.adaptation import kernel_matrix, mmd_test  # noqa: E402
 
 
-
-
 def test_mmd_test_p_values_under_the_null_are_valid_and_not_systematically_small():
     b = 99
     ps = [mmd_test(gauss(30, 3, 2 * s), gauss(30, 3, 2 * s + 1), n_permutations=b, seed=s).p_value
@@ -213,3 +211,40 @@ def test_numeric_bandwidth_keeps_float64_precision():
     k = lambda a, b: torch.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / (2 * sigma ** 2))
     want = (k(x, x).sum() - 12) / (12 * 11) + (k(y, y).sum() - 9) / (9 * 8) - 2 * k(x, y).mean()
     assert mmd2(x, y, "rbf", sigma).item() == pytest.approx(want.item(), rel=1e-12)
+
+
+# ------------------------------------------------------------------ the matrix-multiply path: exact and differentiable
+
+def _mmd2_float64_broadcast(x, y, sigma, unbiased):
+    """Reference: the chapter's (N, M, D) broadcast kernel, in float64."""
+    x, y = x.double(), y.double()
+    k = lambda a, b: torch.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / (2 * sigma ** 2))
+    n, m = len(x), len(y)
+    if unbiased:
+        return (k(x, x).sum() - n) / (n * (n - 1)) + (k(y, y).sum() - m) / (m * (m - 1)) - 2 * k(x, y).mean()
+    return k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean()
+
+
+@pytest.mark.parametrize("unbiased", [False, True])
+@pytest.mark.parametrize("offset", [0.0, 20.0])  # far from the origin: the norm expansion must not cancel
+def test_float32_matches_a_float64_broadcast_reference_to_1e_6(unbiased, offset):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(300, 64, generator=g) + offset
+    y = torch.randn(260, 64, generator=g) + offset + 0.05
+    want = _mmd2_float64_broadcast(x, y, 8.0, unbiased)
+    got = mmd2(x, y, "rbf", 8.0, unbiased)
+    assert got.dtype == torch.float32
+    assert abs(got.double() - want) < 1e-6 * abs(want), (got.item(), want.item())
+
+
+def test_squared_distances_to_self_are_exactly_zero_and_never_negative():
+    x = gauss(50, 8, 0).float() + 100.0
+    k = kernel_matrix(x, x, "rbf", 0.01)  # so narrow that any rounding in the diagonal would show
+    assert torch.equal(k.diagonal(), torch.ones(50)) and (k <= 1).all()
+
+
+def test_gradient_matches_finite_differences():
+    x = gauss(12, 3, 0).requires_grad_(True)
+    y = gauss(10, 3, 1, shift=0.7)
+    for kernel in ("rbf", "multi"):
+        assert torch.autograd.gradcheck(lambda a, kernel=kernel: mmd2(a, y, kernel, 1.3), (x,))

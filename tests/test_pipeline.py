@@ -197,3 +197,21 @@ def test_distillation_stage_is_real():
     pipe.distill(plain, train, val, alpha=0.0, augment=False)
     pipe.distill(kd, train, val, alpha=0.9, augment=False)
     assert not torch.allclose(plain.model.fc.weight, kd.model.fc.weight)  # the teacher changed the result
+
+
+@pytest.mark.parametrize("shape", [(5, 1, 28, 28), (3, 3, 28, 28), (2, 1, 224, 224), (2, 3, 300, 300)])
+def test_resize_crop_normalize_equals_torchvision_preset(shape):
+    from torchvision.models import ResNet18_Weights
+
+    preset = ResNet18_Weights.DEFAULT.transforms()  # resize 256 (antialiased), centre crop 224, normalise
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    ours = pipeline.torchvision_backbone(weights=None).preprocess(x)
+    assert ours.shape == (shape[0], 3, 224, 224)
+    assert torch.allclose(ours, preset(to_rgb(x)), atol=1e-5)
+
+
+def test_resize_crop_normalize_rejects_non_square_or_wrong_channels():
+    prep = pipeline.ResizeCropNormalize(256, 224, [0.5] * 3, [0.5] * 3)
+    for bad in (torch.rand(2, 1, 28, 30), torch.rand(2, 2, 28, 28), torch.rand(28, 28)):
+        with pytest.raises(ValueError, match="square images"):
+            prep(bad)

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from synthetic import bright_square
 
 from course_lib import strategy_grid as sg
+from synthetic import bright_square
 
 TINY = sg.Recipe((4, 8), (0, 1), steps=2, batch_size=4)
 
@@ -69,7 +69,8 @@ def test_scratch_learns_an_easy_task():
 def test_grid_caches_each_run_and_shards_the_missing_ones(fake_mirror, monkeypatch):
     monkeypatch.setitem(sg.RECIPES, "quick", TINY)
     monkeypatch.setattr(sg, "STRATEGIES", ("frozen", "scratch"))
-    monkeypatch.setattr(sg, "target_data", lambda target, profile=None, data_dir=None: (*bright_square(16, 0), *bright_square(12, 1)))
+    monkeypatch.setattr(sg, "target_data",
+                        lambda target, profile=None, data_dir=None: (*bright_square(16, 0), *bright_square(12, 1)))
     half = sg.grid("quick", progress=False, shard=(0, 2))
     n_runs = len(sg.TARGETS) * 2 * 2 * 2  # targets x strategies x sizes x seeds
     assert len(half) == n_runs // 2
@@ -88,7 +89,8 @@ def test_scores_and_paired_gap():
     runs[("other", "a", 4, 0)] = torch.zeros(4)
     acc, auc = sg.scores(runs, y, "t"), sg.scores(runs, y, "t", "auc")
     assert acc["a", 4] == [1.0, 1.0, 1.0] and acc["b", 4] == [0.5, 0.5, 0.75]
-    assert auc["a", 4] == [1.0, 1.0, 1.0] and auc["b", 4][0] == pytest.approx(0.75)  # 3 of 4 (positive, negative) pairs ordered
+    # 3 of 4 (positive, negative) pairs ordered
+    assert auc["a", 4] == [1.0, 1.0, 1.0] and auc["b", 4][0] == pytest.approx(0.75)
     mean, half = sg.paired_gap(acc, "a", "b", 4)
     assert math.isclose(mean, 1 - 1.75 / 3) and half > 0
     with pytest.raises(ValueError, match="metric"):
@@ -101,7 +103,8 @@ def test_the_cache_key_ignores_the_grid():
 
 def test_grid_can_read_a_subset_of_strategies(fake_mirror, monkeypatch):
     monkeypatch.setitem(sg.RECIPES, "quick", sg.Recipe((4,), (0,), steps=1, batch_size=4))
-    monkeypatch.setattr(sg, "target_data", lambda target, profile=None, data_dir=None: (*bright_square(8, 0), *bright_square(6, 1)))
+    monkeypatch.setattr(sg, "target_data",
+                        lambda target, profile=None, data_dir=None: (*bright_square(8, 0), *bright_square(6, 1)))
     runs = sg.grid("quick", progress=False, strategies=["frozen"])
     assert {k[1] for k in runs} == {"frozen"} and len(runs) == len(sg.TARGETS)
     with pytest.raises(ValueError, match="strategies"):

@@ -54,7 +54,7 @@ import math  # noqa: E402
 
 import torch  # noqa: E402
 
-from course_lib.adaptation import kernel_matrix, median_bandwidth, mmd2  # noqa: E402
+from course_lib.adaptation import median_bandwidth, mmd2  # noqa: E402
 
 
 @pytest.mark.parametrize("gamma,lambda_max", list(itertools.product([0.5, 1.0, 3.0, 10.0, 25.0], [0.1, 1.0, 2.5])))

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from course_lib import zoo
+from course_lib.data import cache
 from course_lib.data.integrity import ChecksumError
 from course_lib.models import cifar_resnet
 
@@ -93,9 +94,9 @@ def test_course_source_is_trained_once_cached_and_leaves_the_rng_alone(fake_mirr
     again = zoo.load("mnist-resnet20")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
     torch.set_num_threads(2)  # sources train on one thread whatever the count, so the cache serves every count
-    assert zoo.cache_path("mnist-resnet20") == path and path.name.endswith(f"_quick_cpu1t.v{zoo.CACHE_VERSION}.pt")
+    assert zoo.cache_path("mnist-resnet20") == path and path.name.endswith(f"_quick_cpu1t.v{cache.STORES['zoo'][1]}.pt")
     zoo.load("mnist-resnet20")
-    assert zoo.cache_path("mnist-resnet20", device="cuda").name.endswith(f"_quick_cuda.v{zoo.CACHE_VERSION}.pt")
+    assert zoo.cache_path("mnist-resnet20", device="cuda").name.endswith(f"_quick_cuda.v{cache.STORES['zoo'][1]}.pt")
 
 
 def test_training_uses_one_thread_and_restores_the_count(fake_mirror, tiny_recipe, monkeypatch):
@@ -122,7 +123,8 @@ def test_regrouped_source_sees_two_classes(fake_mirror):
     x, y = zoo.source_images("animals-vehicles-resnet20", "train", n=30)
     assert x.shape[1:] == (3, 32, 32) and set(y.tolist()) <= {0, 1} and len(set(y.tolist())) == 2
     assert zoo.source_classes("animals-vehicles-resnet20") == ["animal", "vehicle"]
-    assert zoo.recipe("animals-vehicles-resnet20", "quick")["n_images"] == zoo.SOURCES["animals-vehicles-resnet20"].quick[0]
+    name = "animals-vehicles-resnet20"
+    assert zoo.recipe(name, "quick")["n_images"] == zoo.SOURCES[name].quick[0]
 
 
 def test_outputs_cover_every_target_and_are_cached(fake_mirror, monkeypatch):

@@ -22,7 +22,8 @@ Markup (otter-grader 7 assign format, v1), as Jupytext raw cells: ``# BEGIN QUES
 manual), ``# BEGIN TESTS`` / ``# END TESTS`` (each code cell between them is one test case; a cell starting
 with ``\"\"\" # BEGIN TEST CONFIG`` … ``\"\"\" # END TEST CONFIG`` holding ``hidden: true`` is hidden),
 ``# END QUESTION``.  In code: ``# BEGIN SOLUTION [NO PROMPT]`` … ``# END SOLUTION``, a trailing ``# SOLUTION``,
-``\"\"\" # BEGIN PROMPT`` … ``\"\"\" # END PROMPT``.  In markdown: ``<!-- BEGIN SOLUTION -->`` … ``<!-- END SOLUTION -->``.
+``\"\"\" # BEGIN PROMPT`` … ``\"\"\" # END PROMPT``.  In markdown: ``<!-- BEGIN SOLUTION -->`` …
+``<!-- END SOLUTION -->``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ MANIFEST = EXERCISES / "GENERATED.sha256"
 PLACEHOLDER = "<!-- grader init goes here -->"
 ANSWER_HERE = "_Type your answer here, replacing this text._"
 CHECK_CELL = re.compile(r"""^\s*grader\.check\(\s*["'](\w+)["']\s*\)\s*$""")
+PROMPT_MARK = re.compile(r'"""\s*#\s*(BEGIN|END) PROMPT')
 TEST_CONFIG = re.compile(r'^\s*"""\s*#\s*BEGIN TEST CONFIG\s*\n(.*?)\n\s*"""\s*#\s*END TEST CONFIG\s*\n?', re.S)
 
 
@@ -97,25 +99,31 @@ class Assignment:
                               for q in self.questions.values()}}
 
 
+def _strip_solution_line(line: str) -> str | None:
+    """``x = f(1)  # SOLUTION`` -> ``x = ...``, ``f(1)  # SOLUTION`` -> ``...``; None for any other line."""
+    m = re.fullmatch(r"(\s*)(.*?)\s*#\s*SOLUTION", line)
+    if not (m and m.group(2)):
+        return None
+    lead, code = m.groups()
+    lhs = re.match(r"([\w.\[\], ()]+?)\s*(?<![=!<>])=(?!=)", code)
+    return f"{lead}{lhs.group(1)} = ..." if lhs else f"{lead}..."
+
+
 def strip_code(source: str, collected: list[str]) -> str:
     """Student version of one code cell: solution blocks -> ``...``, prompts kept, markers dropped."""
     out: list[str] = []
-    in_solution = in_prompt = False
-    no_prompt = prompted = False
+    in_solution = in_prompt = no_prompt = prompted = False
     indent = ""
     for line in source.split("\n"):
         s = line.strip()
-        if re.fullmatch(r'"""\s*#\s*BEGIN PROMPT', s):
-            in_prompt = prompted = True
-            continue
-        if re.fullmatch(r'"""\s*#\s*END PROMPT', s):
-            in_prompt = False
+        if prompt := PROMPT_MARK.fullmatch(s):
+            in_prompt = prompt.group(1) == "BEGIN"
+            prompted = prompted or in_prompt
             continue
         if in_prompt:
             out.append(line)
             continue
-        m = re.fullmatch(r"#\s*BEGIN SOLUTION(\s+NO PROMPT)?", s)
-        if m:
+        if m := re.fullmatch(r"#\s*BEGIN SOLUTION(\s+NO PROMPT)?", s):
             if in_solution:
                 raise MarkupError("nested # BEGIN SOLUTION")
             in_solution, no_prompt = True, bool(m.group(1)) or prompted
@@ -131,12 +139,10 @@ def strip_code(source: str, collected: list[str]) -> str:
         if in_solution:
             collected.append(line)
             continue
-        m = re.fullmatch(r"(\s*)(.*?)\s*#\s*SOLUTION", line)
-        if m and m.group(2):
+        stripped = _strip_solution_line(line)
+        if stripped is not None:
             collected.append(line)
-            lead, code = m.groups()
-            lhs = re.match(r"([\w.\[\], ()]+?)\s*(?<![=!<>])=(?!=)", code)
-            out.append(f"{lead}{lhs.group(1)} = ..." if lhs else f"{lead}...")
+            out.append(stripped)
             continue
         prompted = False
         out.append(line)
@@ -194,101 +200,145 @@ def init_cell(name: str) -> NotebookNode:
         f"grader = Notebook(\"{name}\")")
 
 
-def parse(path: Path) -> Assignment:
-    """Read a solution notebook (py:percent or ipynb) and build its student version and tests."""
-    path = Path(path)
-    name = path.stem
-    nb = jupytext.read(path)
-    where = lambda i: f"{path.name}, cell {i + 1}"  # noqa: E731
-    imports_at = _imports_cell(nb.cells)
-    questions: dict[str, Question] = {}
-    collected: list[str] = []
-    cells: list[NotebookNode] = []
+@dataclass
+class _Walk:
+    """What parsing has built so far, cell by cell: the questions, the student cells, the solution lines
+    (for the leak test), and which question / TESTS / SOLUTION block is open."""
+
+    name: str
+    imports_at: int  # index of the imports cell: the grader's init cell follows it
+    questions: dict[str, Question] = field(default_factory=dict)
+    cells: list[NotebookNode] = field(default_factory=list)
+    collected: list[str] = field(default_factory=list)
     question: Question | None = None
-    in_tests = in_solution_cells = False
-    for i, cell in enumerate(nb.cells):
-        marker, conf = _raw_marker(cell)
-        try:
-            if marker == "BEGIN QUESTION":
-                if question is not None:
-                    raise MarkupError("BEGIN QUESTION inside a question")
-                qname = str(conf.get("name", ""))
-                if not re.fullmatch(r"q\d+", qname) or qname in questions:
-                    raise MarkupError(f"question name must be a new q<N>, got {qname!r}")
-                question = Question(qname, conf.get("points", 1), bool(conf.get("manual", False)))
-                if not isinstance(question.points, int) or question.points <= 0:
-                    raise MarkupError(f"{qname}: points must be a positive integer, got {question.points!r}")
-                questions[qname] = question
-            elif marker == "END QUESTION":
-                if question is None or in_tests or in_solution_cells:
-                    raise MarkupError("END QUESTION without an open question (or inside TESTS/SOLUTION)")
-                if not question.manual and not question.tests:
-                    raise MarkupError(f"{question.name} has no tests")
-                question = None
-            elif marker == "BEGIN TESTS":
-                if question is None or in_tests:
-                    raise MarkupError("BEGIN TESTS outside a question")
-                in_tests = True
-            elif marker == "END TESTS":
-                if not in_tests:
-                    raise MarkupError("END TESTS without BEGIN TESTS")
-                in_tests = False
-                cells.append(new_code_cell(f'grader.check("{question.name}")'))
-            elif marker == "BEGIN SOLUTION":
-                in_solution_cells = True
-            elif marker == "END SOLUTION":
-                if not in_solution_cells:
-                    raise MarkupError("END SOLUTION without BEGIN SOLUTION")
-                in_solution_cells = False
-            elif in_tests:
-                if cell.cell_type != "code":
-                    raise MarkupError("only code cells (one test case each) may sit between BEGIN/END TESTS")
-                m = TEST_CONFIG.match(cell.source)
-                tconf = yaml.safe_load(m.group(1)) or {} if m else {}
-                source = cell.source[m.end():] if m else cell.source
-                if not source.strip():
-                    raise MarkupError("empty test cell")
-                ast.parse(source)
-                question.tests.append(TestCase(source.strip("\n"), bool(tconf.get("hidden", False)),
-                                               str(tconf.get("failure_message", ""))))
-            elif in_solution_cells:
-                collected.extend(cell.source.split("\n"))
-                if cell.cell_type == "markdown":
-                    answer = copy.deepcopy(cell)
-                    answer.source = ANSWER_HERE
-                    cells.append(answer)
-                elif cell.cell_type == "code":
-                    cells.append(new_code_cell("..."))
-            elif cell.cell_type == "markdown" and PLACEHOLDER in cell.source:
-                continue
-            else:
-                student = copy.deepcopy(cell)
-                if cell.cell_type == "code":
-                    student.source = strip_code(cell.source, collected)
-                elif cell.cell_type == "markdown":
-                    student.source = strip_markdown(cell.source, collected)
-                    if i == 0:
-                        student.source = student.source.replace(f"/blob/main/solutions/{name}.ipynb",
-                                                                f"/blob/main/exercises/{name}.ipynb")
-                cells.append(student)
-                if i == imports_at:
-                    cells.append(init_cell(name))
-        except MarkupError as err:
-            raise MarkupError(f"{where(i)}: {err}") from None
-        except (SyntaxError, yaml.YAMLError) as err:
-            raise MarkupError(f"{where(i)}: {type(err).__name__}: {err}") from None
-    if question is not None or in_tests or in_solution_cells:
-        raise MarkupError(f"{path.name}: unterminated question/tests/solution block at the end")
-    if not questions:
-        raise MarkupError(f"{path.name}: no # BEGIN QUESTION")
+    in_tests: bool = False
+    in_solution_cells: bool = False
+
+    def add(self, i: int, cell: NotebookNode, marker: str, conf: dict) -> None:
+        """Take cell ``i`` (its raw ``marker`` and YAML ``conf`` as read by ``_raw_marker``)."""
+        if marker:
+            self._markers[marker](self, conf)
+        elif self.in_tests:
+            self.test_cell(cell)
+        elif self.in_solution_cells:
+            self.solution_cell(cell)
+        elif not (cell.cell_type == "markdown" and PLACEHOLDER in cell.source):
+            self.student_cell(i, cell)
+
+    def begin_question(self, conf: dict) -> None:
+        if self.question is not None:
+            raise MarkupError("BEGIN QUESTION inside a question")
+        qname = str(conf.get("name", ""))
+        if not re.fullmatch(r"q\d+", qname) or qname in self.questions:
+            raise MarkupError(f"question name must be a new q<N>, got {qname!r}")
+        question = Question(qname, conf.get("points", 1), bool(conf.get("manual", False)))
+        if not isinstance(question.points, int) or question.points <= 0:
+            raise MarkupError(f"{qname}: points must be a positive integer, got {question.points!r}")
+        self.questions[qname] = self.question = question
+
+    def end_question(self, conf: dict) -> None:
+        if self.question is None or self.in_tests or self.in_solution_cells:
+            raise MarkupError("END QUESTION without an open question (or inside TESTS/SOLUTION)")
+        if not self.question.manual and not self.question.tests:
+            raise MarkupError(f"{self.question.name} has no tests")
+        self.question = None
+
+    def begin_tests(self, conf: dict) -> None:
+        if self.question is None or self.in_tests:
+            raise MarkupError("BEGIN TESTS outside a question")
+        self.in_tests = True
+
+    def end_tests(self, conf: dict) -> None:
+        if not self.in_tests:
+            raise MarkupError("END TESTS without BEGIN TESTS")
+        self.in_tests = False
+        self.cells.append(new_code_cell(f'grader.check("{self.question.name}")'))
+
+    def begin_solution(self, conf: dict) -> None:
+        self.in_solution_cells = True
+
+    def end_solution(self, conf: dict) -> None:
+        if not self.in_solution_cells:
+            raise MarkupError("END SOLUTION without BEGIN SOLUTION")
+        self.in_solution_cells = False
+
+    _markers = {"BEGIN QUESTION": begin_question, "END QUESTION": end_question, "BEGIN TESTS": begin_tests,
+                "END TESTS": end_tests, "BEGIN SOLUTION": begin_solution, "END SOLUTION": end_solution}
+
+    def test_cell(self, cell: NotebookNode) -> None:
+        """One test case: the cell's code, after an optional TEST CONFIG docstring (hidden, failure_message)."""
+        if cell.cell_type != "code":
+            raise MarkupError("only code cells (one test case each) may sit between BEGIN/END TESTS")
+        m = TEST_CONFIG.match(cell.source)
+        tconf = yaml.safe_load(m.group(1)) or {} if m else {}
+        source = cell.source[m.end():] if m else cell.source
+        if not source.strip():
+            raise MarkupError("empty test cell")
+        ast.parse(source)
+        self.question.tests.append(TestCase(source.strip("\n"), bool(tconf.get("hidden", False)),
+                                            str(tconf.get("failure_message", ""))))
+
+    def solution_cell(self, cell: NotebookNode) -> None:
+        """A cell between BEGIN/END SOLUTION raw cells: the student gets the answer prompt, or ``...``."""
+        self.collected.extend(cell.source.split("\n"))
+        if cell.cell_type == "markdown":
+            answer = copy.deepcopy(cell)
+            answer.source = ANSWER_HERE
+            self.cells.append(answer)
+        elif cell.cell_type == "code":
+            self.cells.append(new_code_cell("..."))
+
+    def student_cell(self, i: int, cell: NotebookNode) -> None:
+        """Any other cell, solutions stripped; the Colab badge (cell 0) points at exercises/."""
+        student = copy.deepcopy(cell)
+        if cell.cell_type == "code":
+            student.source = strip_code(cell.source, self.collected)
+        elif cell.cell_type == "markdown":
+            student.source = strip_markdown(cell.source, self.collected)
+            if i == 0:
+                student.source = student.source.replace(f"/blob/main/solutions/{self.name}.ipynb",
+                                                        f"/blob/main/exercises/{self.name}.ipynb")
+        self.cells.append(student)
+        if i == self.imports_at:
+            self.cells.append(init_cell(self.name))
+
+    def finish(self, filename: str) -> None:
+        """Every block closed, and at least one question."""
+        if self.question is not None or self.in_tests or self.in_solution_cells:
+            raise MarkupError(f"{filename}: unterminated question/tests/solution block at the end")
+        if not self.questions:
+            raise MarkupError(f"{filename}: no # BEGIN QUESTION")
+
+
+def _student_notebook(nb: NotebookNode, cells: list[NotebookNode], name: str) -> NotebookNode:
+    """The solution notebook's metadata with the student ``cells``, each with a stable id (so that a
+    regeneration is byte-identical)."""
     student = copy.deepcopy(nb)
-    for number, cell in enumerate(cells):  # stable ids, so that a regeneration is byte-identical
+    for number, cell in enumerate(cells):
         cell["id"] = hashlib.sha1(f"{number}\n{cell.source}".encode()).hexdigest()[:8]
     student.cells = cells
     student.metadata.setdefault("jupytext", {})["formats"] = "ipynb,py:percent"
     student.metadata["course_exercise"] = name
-    imports = _import_statements(nb.cells[imports_at].source)
-    return Assignment(name, questions, student, imports, [l for l in collected if l.strip()])
+    return student
+
+
+def parse(path: Path) -> Assignment:
+    """Read a solution notebook (py:percent or ipynb) and build its student version and tests."""
+    path = Path(path)
+    nb = jupytext.read(path)
+    walk = _Walk(path.stem, _imports_cell(nb.cells))
+    for i, cell in enumerate(nb.cells):
+        marker, conf = _raw_marker(cell)
+        try:
+            walk.add(i, cell, marker, conf)
+        except MarkupError as err:
+            raise MarkupError(f"{path.name}, cell {i + 1}: {err}") from None
+        except (SyntaxError, yaml.YAMLError) as err:
+            raise MarkupError(f"{path.name}, cell {i + 1}: {type(err).__name__}: {err}") from None
+    walk.finish(path.name)
+    imports = _import_statements(nb.cells[walk.imports_at].source)
+    return Assignment(walk.name, walk.questions, _student_notebook(nb, walk.cells, walk.name), imports,
+                      [line for line in walk.collected if line.strip()])
 
 
 def public_tests_module(a: Assignment) -> str:
@@ -338,14 +388,46 @@ def move_aside(path: Path) -> Path:
     return kept
 
 
-def main(argv: list[str]) -> int:
+def _arguments(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("sources", nargs="*", type=Path, help="solution .py files (default: solutions/ex*.py)")
     ap.add_argument("--check", action="store_true", help="only compare with the files on disk")
     ap.add_argument("--bundle", type=Path, help="also write NAME.json with all tests (hidden ones too) here")
     ap.add_argument("--force", action="store_true",
                     help="move generated files someone edited aside (NAME.mine-<time>.<ext>) instead of stopping")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def _make_room(changed: dict[Path, str], recorded: dict[str, str], force: bool) -> bool:
+    """False (and why, on stderr) if a file to rewrite was edited since it was generated, unless ``force``
+    moves each such file aside."""
+    edited = [p for p in changed if edited_by_someone(p, recorded)]
+    if edited and not force:
+        print("not overwritten, because someone edited them since they were generated: "
+              + ", ".join(str(p.relative_to(ROOT)) for p in edited)
+              + ".\nCopy your work elsewhere (e.g. my_work/), or rerun with --force to keep each as "
+                "NAME.mine-<time>.<ext> beside the new version.", file=sys.stderr)
+        return False
+    for p in edited:
+        print(f"kept your edited {p.relative_to(ROOT)} as {move_aside(p).relative_to(ROOT)}")
+    return True
+
+
+def _write(changed: dict[Path, str]) -> None:
+    for path, text in changed.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path.relative_to(ROOT)}")
+
+
+def _summary(a: Assignment) -> str:
+    n_hidden = sum(t.hidden for q in a.questions.values() for t in q.tests)
+    return (f"{a.name}: {len(a.questions)} questions, {sum(q.points for q in a.autograded())} autograded points, "
+            f"{n_hidden} hidden tests")
+
+
+def main(argv: list[str]) -> int:
+    args = _arguments(argv)
     recorded = read_manifest()
     manifest = dict(recorded)
     stale = []
@@ -362,28 +444,14 @@ def main(argv: list[str]) -> int:
         manifest.update({str(path.relative_to(ROOT)): _sha256(text) for path, text in produced.items()})
         changed = {path: text for path, text in produced.items() if not (path.exists() and path.read_text() == text)}
         stale += changed
-        if args.check or not changed:
-            pass
-        elif edited := [p for p in changed if edited_by_someone(p, recorded)]:
-            if not args.force:
-                print("not overwritten, because someone edited them since they were generated: "
-                      + ", ".join(str(p.relative_to(ROOT)) for p in edited)
-                      + ".\nCopy your work elsewhere (e.g. my_work/), or rerun with --force to keep each as "
-                        "NAME.mine-<time>.<ext> beside the new version.", file=sys.stderr)
+        if not args.check and changed:
+            if not _make_room(changed, recorded, args.force):
                 return 3
-            for p in edited:
-                print(f"kept your edited {p.relative_to(ROOT)} as {move_aside(p).relative_to(ROOT)}")
-        if not args.check:
-            for path, text in changed.items():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
-                print(f"wrote {path.relative_to(ROOT)}")
+            _write(changed)
         if args.bundle:
             args.bundle.mkdir(parents=True, exist_ok=True)
             (args.bundle / f"{a.name}.json").write_text(json.dumps(a.bundle(), indent=1, ensure_ascii=False))
-        n_hidden = sum(t.hidden for q in a.questions.values() for t in q.tests)
-        print(f"{a.name}: {len(a.questions)} questions, {sum(q.points for q in a.autograded())} autograded points, "
-              f"{n_hidden} hidden tests")
+        print(_summary(a))
     if manifest != recorded:
         stale.append(MANIFEST)
         if not args.check:

@@ -148,7 +148,8 @@ def structure_notes(sub: Submission, questions: list[str]) -> list[str]:
     found = [why for pattern, why in TAMPER if pattern.search(code)]
     if found:
         notes.append("The notebook " + "; ".join(found) + ". This has no effect on grading: the tests run from "
-                     "the autograder's own copy, in a fresh process, with fresh imports and library functions restored.")
+                     "the autograder's own copy, in a fresh process, with fresh imports and library functions "
+                     "restored.")
     return notes
 
 
@@ -283,10 +284,12 @@ def spawn(mode: str, spec: dict, runner: Runner, wall_s: float, keep_output: boo
     argv = [sys.executable, str(CHILD), mode, str(write_fd)]
     with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
         if runner.sandboxed:
-            cmd, env, cwd = sandbox.command(argv, _child_env(runner, sandbox.HOME), _data_dir(), runner.limits), None, None
+            cmd = sandbox.command(argv, _child_env(runner, sandbox.HOME), _data_dir(), runner.limits)
+            env, cwd = None, None
         else:
             cmd, env, cwd = argv, _child_env(runner, scratch), scratch
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE if keep_output else subprocess.DEVNULL,
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE if keep_output else subprocess.DEVNULL,
                                 stderr=subprocess.STDOUT if keep_output else subprocess.DEVNULL, env=env, cwd=cwd,
                                 pass_fds=(write_fd,), start_new_session=True,
                                 preexec_fn=sandbox.limits_preexec(runner.limits))
@@ -430,89 +433,132 @@ def redact(text: str, secret_lines: list[str]) -> tuple[str, bool]:
     return text, found
 
 
-def grade(sub: Submission, bundle: dict, runner: Runner) -> Result:
-    """Score one submission; never raises for anything the submission does."""
-    auto = {k: q for k, q in bundle["questions"].items() if not q["manual"]}
-    scores = {q: 0.0 for q in auto}
-    lines = [f"# {bundle['name']} · feedback for {sub.student}", ""]
-    if not runner.sandboxed:
-        lines += [UNSANDBOXED_NOTE, ""]
-    notes, cells, log, tampering, verdicts = list(sub.notes), [], "", [], {}
-    skipped: set[str] = set()
-    names: set[str] = set()
-    if sub.cells is not None:
-        if sub.exercise and sub.exercise != bundle["name"]:
-            notes.append(f"This notebook is exercise `{sub.exercise}`, graded as `{bundle['name']}`.")
-        notes += structure_notes(sub, list(auto))
-        cells, log, problem, tamper = run_notebook(sub, runner)
-        if problem:
-            notes.append(problem)
-        if tamper:
-            tampering.append(f"while the notebook ran: {tamper}")
-        defs, skipped = definitions(sub.cells)
-        names = {n for _, src in defs for n in _bound_names(src)}
-        patched: list[str] = []
-        stopped = 0  # test processes in a row that ignored the time limit and had to be killed
-        for qname, q in auto.items():
-            for number, test in enumerate(q["tests"], 1):
-                if stopped >= STOPPED_MAX:
-                    verdicts[(qname, number)] = (None, f"not run: {STOPPED_MAX} test processes in a row had to be "
-                                                       "stopped (code that ignores the time limit?)")
-                    continue
-                verdict, problem, tamper = run_test(defs, bundle["imports"], qname, number, test, runner)
-                stopped = stopped + 1 if problem and problem.startswith("stopped") else 0
-                verdicts[(qname, number)] = (verdict, problem)
-                if tamper:
-                    tampering.append(f"during {qname} test {number}: {tamper}")
-                if verdict is not None:
-                    patched += [p for p in verdict[3] if p not in patched]
-        if patched:
-            notes.append("Loading the notebook's definitions changed " + ", ".join(f"`{p}`" for p in patched[:5])
+@dataclass
+class _Run:
+    """What running one submission gave: notes for the student, the notebook's cell records and log, tampering
+    seen, each test's (verdict, problem) by (question, number), and the names its skipped/kept cells bind."""
+
+    notes: list[str]
+    cells: list[dict] = field(default_factory=list)
+    log: str = ""
+    tampering: list[str] = field(default_factory=list)
+    verdicts: dict[tuple[str, int], tuple] = field(default_factory=dict)
+    skipped: set[str] = field(default_factory=set)
+    names: set[str] = field(default_factory=set)
+
+
+def _execute(sub: Submission, bundle: dict, auto: dict, runner: Runner) -> _Run:
+    """Run the notebook (phase 1), then every test of ``auto`` against its definitions (phase 2)."""
+    run = _Run(list(sub.notes))
+    if sub.cells is None:
+        return run
+    if sub.exercise and sub.exercise != bundle["name"]:
+        run.notes.append(f"This notebook is exercise `{sub.exercise}`, graded as `{bundle['name']}`.")
+    run.notes += structure_notes(sub, list(auto))
+    run.cells, run.log, problem, tamper = run_notebook(sub, runner)
+    if problem:
+        run.notes.append(problem)
+    if tamper:
+        run.tampering.append(f"while the notebook ran: {tamper}")
+    defs, run.skipped = definitions(sub.cells)
+    run.names = {n for _, src in defs for n in _bound_names(src)}
+    patched = _run_tests(defs, bundle["imports"], auto, runner, run)
+    if patched:
+        run.notes.append("Loading the notebook's definitions changed " + ", ".join(f"`{p}`" for p in patched[:5])
                          + "; it was undone before each test.")
-    body = []
+    return run
+
+
+def _run_tests(defs: list[tuple[int, str]], imports: str, auto: dict, runner: Runner, run: _Run) -> list[str]:
+    """Each test in its own process, into ``run.verdicts`` and ``run.tampering``; returns what loading the
+    definitions patched (undone before each test)."""
+    patched: list[str] = []
+    stopped = 0  # test processes in a row that ignored the time limit and had to be killed
     for qname, q in auto.items():
-        weight = q["points"] / len(q["tests"])
-        got, rows = 0.0, []
         for number, test in enumerate(q["tests"], 1):
-            kind = "hidden" if test["hidden"] else "public"
-            verdict, problem = verdicts.get((qname, number), (None, None))
-            if sub.cells is None:
-                rows.append(f"- {kind} test {number}: not run (not a notebook)")
-            elif verdict is None:
-                rows.append(f"- {kind} test {number}: **not scored** — {problem or 'see notes'}")
-            elif verdict[0] == "PASS":
-                got += weight
-                rows.append(f"- {kind} test {number}: passed")
-            else:
-                hint = f" (hint: {test['failure_message']})" if test.get("failure_message") else ""
-                why = hidden_failure(verdict, skipped, names) if test["hidden"] else explain(verdict[2], skipped)
-                rows.append(f"- {kind} test {number}: **failed** — {why}{hint}")
-        scores[qname] = round(got, 2)
-        body += [f"## {qname}: {scores[qname]:g} / {q['points']:g}", "", *rows, ""]
-    if tampering:
-        scores = {q: 0.0 for q in auto}
-        notes.insert(0, "**Tampering: the submission wrote to the grader's result channels ("
-                     + "; ".join(tampering[:3]) + "). It scores 0.** Results can only come from the grader's own "
-                     "test processes.")
-    total = round(sum(scores.values()), 2)
+            if stopped >= STOPPED_MAX:
+                run.verdicts[(qname, number)] = (None, f"not run: {STOPPED_MAX} test processes in a row had to be "
+                                                       "stopped (code that ignores the time limit?)")
+                continue
+            verdict, problem, tamper = run_test(defs, imports, qname, number, test, runner)
+            stopped = stopped + 1 if problem and problem.startswith("stopped") else 0
+            run.verdicts[(qname, number)] = (verdict, problem)
+            if tamper:
+                run.tampering.append(f"during {qname} test {number}: {tamper}")
+            if verdict is not None:
+                patched += [p for p in verdict[3] if p not in patched]
+    return patched
+
+
+def _score(sub: Submission, qname: str, q: dict, run: _Run) -> tuple[float, list[str]]:
+    """A question's score (its points shared equally by its tests) and one feedback row per test."""
+    weight = q["points"] / len(q["tests"])
+    got, rows = 0.0, []
+    for number, test in enumerate(q["tests"], 1):
+        kind = "hidden" if test["hidden"] else "public"
+        verdict, problem = run.verdicts.get((qname, number), (None, None))
+        if sub.cells is None:
+            rows.append(f"- {kind} test {number}: not run (not a notebook)")
+        elif verdict is None:
+            rows.append(f"- {kind} test {number}: **not scored** — {problem or 'see notes'}")
+        elif verdict[0] == "PASS":
+            got += weight
+            rows.append(f"- {kind} test {number}: passed")
+        else:
+            hint = f" (hint: {test['failure_message']})" if test.get("failure_message") else ""
+            why = hidden_failure(verdict, run.skipped, run.names) if test["hidden"] \
+                else explain(verdict[2], run.skipped)
+            rows.append(f"- {kind} test {number}: **failed** — {why}{hint}")
+    return round(got, 2), rows
+
+
+def _summary_lines(bundle: dict, auto: dict, scores: dict[str, float], total: float) -> list[str]:
+    """The total, the score table, and the questions graded by hand."""
     possible = sum(q["points"] for q in auto.values())
-    lines += [f"**Total: {total:g} / {possible:g}**", "", "| question | score | out of |", "|---|---|---|",
-              *(f"| {k} | {scores[k]:g} | {q['points']:g} |" for k, q in auto.items()), ""]
+    lines = [f"**Total: {total:g} / {possible:g}**", "", "| question | score | out of |", "|---|---|---|",
+             *(f"| {k} | {scores[k]:g} | {q['points']:g} |" for k, q in auto.items()), ""]
     manual = [k for k, q in bundle["questions"].items() if q["manual"]]
     if manual:
         lines += [f"Graded by hand, not included above: {', '.join(manual)}.", ""]
-    if notes:
-        lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
-    failed_cells = [r for r in cells if not r["ok"]]
+    return lines
+
+
+def _detail_lines(run: _Run, body: list[str]) -> list[str]:
+    """The notes, the cells that failed, and each question's test rows (``body``; withheld after tampering)."""
+    lines = ["## Notes", "", *(f"- {n}" for n in run.notes), ""] if run.notes else []
+    failed_cells = [r for r in run.cells if not r["ok"]]
     if failed_cells:
         lines += ["## Cells that failed when the notebook was run", "",
                   *(f"- code cell {r['number']} (`{r['first_line']}`): {explain(r['error'])}"
                     for r in failed_cells), ""]
-    lines += body if not tampering else ["## Tests", "", "Not reported: the submission tampered with grading.", ""]
+    if run.tampering:
+        return lines + ["## Tests", "", "Not reported: the submission tampered with grading.", ""]
+    return lines + body
+
+
+def grade(sub: Submission, bundle: dict, runner: Runner) -> Result:
+    """Score one submission; never raises for anything the submission does."""
+    auto = {k: q for k, q in bundle["questions"].items() if not q["manual"]}
+    run = _execute(sub, bundle, auto, runner)
+    scores: dict[str, float] = {}
+    body: list[str] = []
+    for qname, q in auto.items():
+        scores[qname], rows = _score(sub, qname, q, run)
+        body += [f"## {qname}: {scores[qname]:g} / {q['points']:g}", "", *rows, ""]
+    if run.tampering:
+        scores = {q: 0.0 for q in auto}
+        run.notes.insert(0, "**Tampering: the submission wrote to the grader's result channels ("
+                         + "; ".join(run.tampering[:3]) + "). It scores 0.** Results can only come from the "
+                         "grader's own test processes.")
+    total = round(sum(scores.values()), 2)
+    lines = [f"# {bundle['name']} · feedback for {sub.student}", ""]
+    if not runner.sandboxed:
+        lines += [UNSANDBOXED_NOTE, ""]
+    lines += _summary_lines(bundle, auto, scores, total) + _detail_lines(run, body)
     secret = [s.strip() for q in auto.values() for t in q["tests"] if t["hidden"]
               for s in t["source"].split("\n") if len(s.strip()) >= 16]
     feedback, hit = redact("\n".join(lines), secret)
-    log, hit_log = redact(log, secret)
+    log, hit_log = redact(run.log, secret)
     if hit or hit_log:
         feedback += "\n- Some text that matches a hidden test was removed from this feedback or the log.\n"
     return Result(sub.student, scores, total, feedback, log)
@@ -615,7 +661,8 @@ def main(argv: list[str]) -> int:
     if args.submissions is None or not args.submissions.is_dir():
         ap.error("SUBMISSIONS must be a folder of notebooks")
     results = grade_folder(args.submissions, args.out, args.assignment, args.solutions, args.bundle, runner, args.jobs)
-    print(f"graded {len(results)} submissions -> {args.out / 'grades.csv'}, {args.out / 'feedback'}/, {args.out / 'logs'}/")
+    print(f"graded {len(results)} submissions -> {args.out / 'grades.csv'}, {args.out / 'feedback'}/, "
+          f"{args.out / 'logs'}/")
     return 0
 
 

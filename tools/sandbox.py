@@ -98,7 +98,8 @@ def _bind_system(args: list[str]) -> None:
 
 def _python_paths() -> list[str]:
     """The interpreter's installation and the virtual environment (resolved, deduplicated, outermost first)."""
-    paths = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable)))}
+    python_bin = os.path.dirname(os.path.realpath(sys.executable))
+    paths = {os.path.realpath(p) for p in (sys.base_prefix, sys.prefix, python_bin)}
     keep = sorted(paths, key=len)
     return [p for i, p in enumerate(keep) if not any(p.startswith(q.rstrip("/") + "/") for q in keep[:i])]
 
@@ -149,8 +150,8 @@ def probe(limits: Limits) -> None:
     except subprocess.TimeoutExpired:
         raise SandboxUnavailable("bwrap did not start a sandboxed Python within 60 s. " + INSTALL_HINT) from None
     if done.returncode != 0:
-        raise SandboxUnavailable(f"bwrap cannot create its sandbox here ({done.stderr.strip()[:300] or done.returncode}). "
-                                 + INSTALL_HINT)
+        why = done.stderr.strip()[:300] or done.returncode
+        raise SandboxUnavailable(f"bwrap cannot create its sandbox here ({why}). " + INSTALL_HINT)
 
 
 # --- seccomp ---------------------------------------------------------------------------------------------------
@@ -206,7 +207,8 @@ def install_seccomp(threads: bool, signals: bool) -> None:
     buf = ctypes.create_string_buffer(program, len(program))
     fprog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
     PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0 \
+    zero = ctypes.c_ulong(0)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, ctypes.c_ulong(1), zero, zero, zero) != 0 \
             or libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(fprog),
                           ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
         raise OSError(ctypes.get_errno(), "seccomp filter refused by the kernel")

@@ -4,8 +4,9 @@ Usage: COURSE_PROFILE=quick python tools/sweep_adaptation.py [--out build/sweep_
 
 For every pair (MNIST -> MNIST-M, MNIST -> USPS), method and λ_max, trains ``--seeds`` (default 0-2) with
 the lessons' recipe (``digits.RECIPES``: steps, batch 64, the paper's SGD schedule with the recipe's μ_0),
-prints mean ± sd target *validation* accuracy, then the λ_max with the best mean.  Using target labels to pick a hyperparameter is what
-UDA papers do in practice, and it is optimistic: a real unlabelled target has no validation labels.
+prints mean ± sd target *validation* accuracy, then the λ_max with the best mean.  Using target labels to pick a
+hyperparameter is what UDA papers do in practice, and it is optimistic: a real unlabelled target has no validation
+labels.
 Exercise 3 repeats the DANN sweep on MNIST-M with the cached runs.
 """
 

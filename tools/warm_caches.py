@@ -8,8 +8,9 @@ Today that is ``strategy_grid.grid`` (freezing strategies against label budgets,
 ``adaptation.digits.experiments`` (source-only, BatchNorm-only, DANN, MMD and train-on-target runs, lessons 04–05 and
 Exercise 3),
 the zoo's sources and their outputs on the ranking targets (``zoo.outputs``, lesson 01 and Exercise 1) and
-``label_curves.transfer_vs_scratch``, the transfer-vs-scratch experiment that lessons 02 and 08 read.  On a CPU both use one thread per run, so K processes (default: one per core, at most 4) work on
-disjoint shards in parallel.  What is cached already is skipped; the wall time is printed.
+``label_curves.transfer_vs_scratch``, the transfer-vs-scratch experiment that lessons 02 and 08 read.  On a CPU
+both use one thread per run, so K processes (default: one per core, at most 4) work on disjoint shards in parallel.
+What is cached already is skipped; the wall time is printed.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def main(argv: list[str]) -> int:
     digit_runs = digits.experiments(profile, device, progress=False)
     for name in zoo.SOURCES:
         zoo.outputs(name, profile, device=device, progress=False)
-    print(f"warm_caches: {len(cells)} strategy-grid runs, {len(kd_runs)} distillation runs, {len(meta_runs)} few-shot runs, {len(digit_runs)} digit-adaptation runs, {len(zoo.SOURCES)} zoo sources' outputs and "
+    print(f"warm_caches: {len(cells)} strategy-grid runs, {len(kd_runs)} distillation runs, "
+          f"{len(meta_runs)} few-shot runs, {len(digit_runs)} digit-adaptation runs, "
+          f"{len(zoo.SOURCES)} zoo sources' outputs and "
           f"transfer vs scratch, {len(runs)} runs cached ({profile}, {device.type}, "
           f"{workers} worker(s)) in {time.perf_counter() - start:.0f} s")
     return 0

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import config, data
-from ..data.integrity import load_stamped, save_stamped
+from ..data.cache import cached, load_stamped, path_for
 from ..features import to_rgb
 from .dann import DANN
 from .train import train_adapted
@@ -49,7 +49,8 @@ class DigitPair:
     target_test: tuple[torch.Tensor, torch.Tensor]
 
 
-def _split(name: str, split: str, profile: str | None, data_dir: str | Path | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _split(name: str, split: str, profile: str | None,
+           data_dir: str | Path | None) -> tuple[torch.Tensor, torch.Tensor]:
     ds = data.load(name, split, profile=profile, data_dir=data_dir)
     return to_rgb(ds.images, SIZE).contiguous(), ds.labels
 
@@ -58,13 +59,12 @@ def load_pair(target: str, profile: str | None = None, data_dir: str | Path | No
     """MNIST -> ``target`` (``"mnist_m"`` or ``"usps"``) as tensors."""
     if target not in TARGETS:
         raise ValueError(f"Unknown target {target!r}; use one of {TARGETS}")
-    get = lambda name, split: _split(name, split, profile, data_dir)
     root = Path(data_dir) if data_dir is not None else config.data_dir()
-    return DigitPair(target, config.resolve_profile(profile), root, get(SOURCE, "train"), get(SOURCE, "test"), get(target, "train"),
-                     get(target, "val"), get(target, "test"))
+    wanted = ((SOURCE, "train"), (SOURCE, "test"), (target, "train"), (target, "val"), (target, "test"))
+    splits = [_split(name, split, profile, data_dir) for name, split in wanted]
+    return DigitPair(target, config.resolve_profile(profile), root, *splits)
 
 
-CACHE_VERSION = 2
 METHODS_RUN = ("source", "bn_only", "dann", "mmd", "oracle")
 SWEEP = (0.0, 0.1, 0.3, 1.0)  # Exercise 3's λ_max grid on MNIST -> MNIST-M; 0 is the bn_only control
 LAMBDA_MAX = {"dann": {"mnist_m": 0.3, "usps": 0.03}, "mmd": {"mnist_m": 3.0, "usps": 3.0}}  # chosen on target val
@@ -88,7 +88,7 @@ class Recipe:
         return self.steps_mnist_m if target == "mnist_m" else self.steps_usps
 
 
-RECIPES = {"quick": Recipe(1200, 400, (0, 1, 2)), "full": Recipe(10_000, 5_000, (0, 1, 2), lr0=0.01)}
+RECIPES = {"quick": Recipe(2000, 400, (0, 1, 2)), "full": Recipe(10_000, 5_000, (0, 1, 2), lr0=0.01)}
 
 
 def _canonical(method: str, lambda_max: float) -> tuple[str, float]:
@@ -105,13 +105,13 @@ def cache_path(pair: DigitPair, method: str, steps: int, lambda_max: float = 1.0
                device: torch.device | str = "cpu", eval_every: int | None = None, batch_size: int = 64,
                lr0: float = 0.01) -> Path:
     """Where ``run`` caches a run: ``<data_dir>/cache/digits/<target>_<method>_lam<λ>_seed<s>_<profile>_<settings
-    digest>_<cpu1t|cuda>.v<N>.pt``; ``bn_only`` and DANN at λ_max = 0 share one file."""
+    digest>_<cpu1t|cuda>.v<N>.pt`` (N: ``cache.STORES["digits"]``); ``bn_only`` and DANN at λ_max = 0 share one file."""
     loss_name, lam = _canonical(method, lambda_max)
     digest = config.settings_digest({"steps": steps, "batch_size": batch_size, "lr0": lr0,
                                      "eval_every": eval_every or steps})
     name = "oracle" if method == "oracle" else loss_name
     key = f"{pair.target}_{name}_lam{lam:g}_seed{seed}_{pair.profile}_{digest}_{config.one_thread_tag(device)}"
-    return pair.data_dir / "cache" / "digits" / f"{key}.v{CACHE_VERSION}.pt"
+    return path_for("digits", key, pair.data_dir)
 
 
 def run(pair: DigitPair, method: str, steps: int, lambda_max: float = 1.0, seed: int = 0,
@@ -136,17 +136,18 @@ def run(pair: DigitPair, method: str, steps: int, lambda_max: float = 1.0, seed:
     with config.one_thread_on_cpu(dev), torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
         torch.manual_seed(seed)  # the caller's RNG is untouched
         model = DANN(10, (3, SIZE, SIZE)).to(dev)
-        saved = load_stamped(path) if cache else None
-        if saved is not None:
-            model.load_state_dict(saved["state_dict"])
-            return model.to(memory_format=torch.channels_last), saved["history"]
-        source = pair.target_train if method == "oracle" else pair.source_train
-        history = train_adapted(model, source, pair.target_train[0], steps, "source" if method == "oracle" else loss_name,
-                                batch_size=batch_size, lambda_max=lam, lr0=lr0, target_test=pair.target_test,
-                                seed=seed, progress=progress, eval_every=eval_every)
-    if cache:
-        save_stamped({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history}, path)
-    return model, history
+
+        def train() -> dict:
+            source = pair.target_train if method == "oracle" else pair.source_train
+            history = train_adapted(model, source, pair.target_train[0], steps,
+                                    "source" if method == "oracle" else loss_name, batch_size=batch_size,
+                                    lambda_max=lam, lr0=lr0, target_test=pair.target_test, seed=seed,
+                                    progress=progress, eval_every=eval_every)
+            return {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": history}
+
+        saved = cached(path, train) if cache else train()
+    model.load_state_dict(saved["state_dict"])  # a no-op after training, the stored weights on a hit
+    return model.to(memory_format=torch.channels_last), saved["history"]
 
 
 def experiment_runs(profile: str | None = None) -> list[tuple[str, str, float, int]]:
@@ -164,7 +165,8 @@ def experiment_runs(profile: str | None = None) -> list[tuple[str, str, float, i
 
 
 def recipe_args(target: str, profile: str | None = None) -> dict:
-    """``run``'s keyword arguments for the profile's recipe on MNIST -> ``target``: steps, eval_every, batch_size, lr0."""
+    """``run``'s keyword arguments for the profile's recipe on MNIST -> ``target``: steps, eval_every, batch_size,
+    lr0."""
     recipe = RECIPES[config.resolve_profile(profile)]
     steps = recipe.steps(target)
     return {"steps": steps, "eval_every": max(steps // recipe.evals, 1), "batch_size": recipe.batch_size,
@@ -183,7 +185,8 @@ def trained(target: str, method: str, lambda_max: float = 0.0, seed: int = 0, pr
 
 
 def experiments(profile: str | None = None, device: torch.device | str = "cpu", data_dir: str | Path | None = None,
-                progress: bool = True, shard: tuple[int, int] = (0, 1)) -> dict[tuple[str, str, float, int], list[dict]]:
+                progress: bool = True, shard: tuple[int, int] = (0, 1)
+                ) -> dict[tuple[str, str, float, int], list[dict]]:
     """``{(target, method, λ_max, seed): history}`` for every run of ``experiment_runs``, trained on first
     use and cached one by one.  ``shard=(i, k)`` trains the missing ones among every k-th run from the i-th and
     returns what is cached so far, so K processes can fill the cache in parallel (tools/warm_caches.py)."""
@@ -191,7 +194,10 @@ def experiments(profile: str | None = None, device: torch.device | str = "cpu", 
     if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
         raise ValueError(f"shard must be (i, k) with 0 <= i < k, got {shard}")
     pairs = {t: load_pair(t, profile, data_dir) for t in TARGETS}
-    path = lambda t, m, lam, s: cache_path(pairs[t], m, lambda_max=lam, seed=s, device=device, **recipe_args(t, profile))
+
+    def path(t: str, m: str, lam: float, s: int) -> Path:
+        return cache_path(pairs[t], m, lambda_max=lam, seed=s, device=device, **recipe_args(t, profile))
+
     runs = experiment_runs(profile)
     todo = [r for r in runs[shard[0]::shard[1]] if not path(*r).exists()]
     for target, method, lam, seed in tqdm(todo, desc="digit runs", disable=not progress):

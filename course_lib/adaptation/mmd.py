@@ -11,7 +11,8 @@ MMD² = ||E x - E y||².  Two estimators from samples x (N, D), y (M, D):
 
 ``mmd_test`` turns the statistic into a p-value with a permutation test.
 
-Memory is O(N·M): squared distances come from ``torch.cdist``, never from an (N, M, D) tensor.
+Memory is O(N·M): squared distances come from one matrix multiply (``_sq_dists``), never from an
+(N, M, D) tensor, and the multi-kernel computes them once for all its bandwidths.
 """
 
 from __future__ import annotations
@@ -25,12 +26,31 @@ MULTI_EXPONENTS = (-2, -1, 0, 1, 2)  # DAN-style: bandwidths median * 2**k
 
 
 def _sq_dists(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(N, D), (M, D) -> (N, M) squared Euclidean distances.
+    """(N, D), (M, D) -> (N, M) squared Euclidean distances ||a||² + ||b||² - 2 a·bᵀ, one matrix multiply.
 
-    The direct (non-matmul) mode keeps a point's distance to itself exactly 0 in float32, which the
-    biased estimator's diagonal depends on; it still never builds an (N, M, D) tensor.
+    Both samples are first centred on a common mean (distances do not change; the expansion then does
+    not cancel large norms), the norms are accumulated in float64, and negatives from rounding are
+    clamped to 0.  When ``a is b`` the diagonal is set to exactly 0, as the biased estimator needs.
+    Never builds an (N, M, D) tensor.
     """
-    return torch.cdist(a, b, compute_mode="donot_use_mm_for_euclid_dist").pow(2)
+    same = a is b
+    c = (a if same else torch.cat([a, b])).mean(0).detach()
+    a = a - c
+    b = a if same else b - c
+    na = a.double().pow(2).sum(1).to(a.dtype)
+    nb = na if same else b.double().pow(2).sum(1).to(b.dtype)
+    if _graph(a, b):  # out of place, so that autograd keeps what it needs
+        d2 = torch.addmm(na[:, None] + nb[None, :], a, b.T, alpha=-2.0)
+        return (d2.fill_diagonal_(0.0) if same else d2).clamp_min(0.0)
+    d2 = torch.addmm(nb[None, :], a, b.T, alpha=-2.0).add_(na[:, None])  # one (N, M) buffer, updated in place
+    if same:
+        d2.fill_diagonal_(0.0)
+    return d2.clamp_min_(0.0)
+
+
+def _graph(*tensors: torch.Tensor) -> bool:
+    """Whether autograd records operations on these tensors (then no in-place shortcuts)."""
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def median_bandwidth(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -56,12 +76,13 @@ def _check(x: torch.Tensor, y: torch.Tensor, unbiased: bool) -> None:
         raise ValueError(f"need at least {need} samples in x and in y, got {len(x)} and {len(y)}")
 
 
-def _mean(k: torch.Tensor, unbiased: bool) -> torch.Tensor:
-    """Mean of a square kernel matrix, leaving out its diagonal when ``unbiased``."""
+def _mean(k: torch.Tensor, unbiased: bool = False) -> torch.Tensor:
+    """float64 mean of a kernel matrix (N, M), leaving out the diagonal of a square one when ``unbiased``."""
+    total = k.sum(dtype=torch.float64)
     if not unbiased:
-        return k.mean()
+        return total / k.numel()
     n = k.shape[0]
-    return (k.sum() - k.diagonal().sum()) / (n * (n - 1))
+    return (total - k.diagonal().sum(dtype=torch.float64)) / (n * (n - 1))
 
 
 def kernel_matrix(a: torch.Tensor, b: torch.Tensor, kernel: str, sigma: torch.Tensor | float | None) -> torch.Tensor:
@@ -70,7 +91,13 @@ def kernel_matrix(a: torch.Tensor, b: torch.Tensor, kernel: str, sigma: torch.Te
         return a @ b.T
     d2 = _sq_dists(a, b)
     sigmas = [sigma * 2.0 ** k for k in MULTI_EXPONENTS] if kernel == "multi" else [sigma]
-    return sum(torch.exp(-d2 / (2 * s ** 2)) for s in sigmas)
+    if _graph(a, b) or (isinstance(sigma, torch.Tensor) and sigma.requires_grad):
+        return sum(torch.exp(-d2 / (2 * s ** 2)) for s in sigmas)
+    ks = [torch.mul(d2, -1 / (2 * s ** 2)).exp_() for s in sigmas[1:]]  # in place: no autograd here
+    k = d2.mul_(-1 / (2 * sigmas[0] ** 2)).exp_()
+    for extra in ks:
+        k.add_(extra)
+    return k
 
 
 def _check_kernel(kernel: str, bandwidth: float | str) -> None:
@@ -90,7 +117,8 @@ def _sigma(x: torch.Tensor, y: torch.Tensor, kernel: str, bandwidth: float | str
 
 
 def _mmd2_from_blocks(kxx: torch.Tensor, kyy: torch.Tensor, kxy: torch.Tensor, unbiased: bool) -> torch.Tensor:
-    return _mean(kxx, unbiased) + _mean(kyy, unbiased) - 2 * kxy.mean()
+    """MMD² from the three kernel blocks, summed in float64: it is a small difference of means near 1."""
+    return (_mean(kxx, unbiased) + _mean(kyy, unbiased) - 2 * _mean(kxy)).to(kxx.dtype)
 
 
 def mmd2(x: torch.Tensor, y: torch.Tensor, kernel: str = "rbf", bandwidth: float | str = "median",

@@ -10,23 +10,22 @@ checksums before use.  What each profile's splits contain is in ``describe(name)
 
 from __future__ import annotations
 
-from pathlib import Path
 from functools import lru_cache
-from typing import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from .. import config
+from . import cache
 from . import datasets as _ds
-from .integrity import ChecksumError, DataError, DataMissingError, atomic_save, file_digest
+from .integrity import ChecksumError, DataError, DataMissingError
 from .plan import Need, needs, profile_note
 
 SPLITS = ("train", "val", "test")
 MEDMNIST = ("pneumoniamnist", "breastmnist", "retinamnist")
 NAMES = ("cifar10", "mnist", "mnist_m", "usps", *MEDMNIST, "omniglot")
-CACHE_VERSION = 1
 
 _QUICK_CARVE = ("quick profile: train/val/test are a stratified 60/10/30 carve of the official {what} "
                 "({n:,} images), because the offline mirror holds only that split.")
@@ -73,7 +72,7 @@ class ImageDataset(Dataset):
         """All images as one float tensor (N, C, H, W) in [0, 1]."""
         return self.data.float().div_(255)
 
-    def subset(self, indices) -> "ImageDataset":
+    def subset(self, indices) -> ImageDataset:
         idx = torch.as_tensor(indices, dtype=torch.long)
         return ImageDataset(self.data[idx], self.labels[idx], self.classes, self.name, self.split,
                             f"{self.note} (subset of {len(idx):,})")
@@ -94,25 +93,6 @@ def _check_name(name: str) -> str:
     return name
 
 
-def _cached(root: Path, key: str, build: Callable[[], dict]) -> dict:
-    """Build once, then reuse ``root/cache/<key>.pt``; its sha256 sits beside it and is checked."""
-    path = root / "cache" / f"{key}.v{CACHE_VERSION}.pt"
-    stamp = path.with_name(path.name + ".sha256")
-    if path.exists() and stamp.exists():
-        want = stamp.read_text().split()[0]
-        if file_digest(path) != want:
-            raise ChecksumError(f"Cache file {path} does not match its checksum {want} (recorded in {stamp}).\n"
-                                f"Delete both files; the course rebuilds them from the verified raw data.")
-        return torch.load(path, weights_only=False)
-    value = build()
-    try:
-        atomic_save(value, path)
-        stamp.write_text(f"{file_digest(path)}  {path.name}\n")
-    except OSError as err:  # a read-only data directory still works, only slower
-        print(f"note: could not cache {key} in {path.parent} ({err})")
-    return value
-
-
 def _build(name: str, root: Path, profile: str, size: int) -> dict:
     """-> {"splits": {split: (uint8 tensor, int64 tensor)}, "classes": {split: [...]}}"""
     if name in MEDMNIST:
@@ -131,9 +111,10 @@ def _build(name: str, root: Path, profile: str, size: int) -> dict:
 
 @lru_cache(maxsize=32)
 def _built(name: str, root: Path, profile: str, size: int) -> dict:
-    """All splits of one dataset, memoised per process; slow ones also cached on disk."""
+    """All splits of one dataset, memoised per process; slow ones also cached on disk (``cache.cached``)."""
     if name in ("cifar10", "mnist_m", "omniglot"):
-        return _cached(root, f"{name}_{profile}_{size}", lambda: _build(name, root, profile, size))
+        return cache.cached(cache.path_for("datasets", f"{name}_{profile}_{size}", root),
+                            lambda: _build(name, root, profile, size))
     return _build(name, root, profile, size)
 
 
@@ -158,4 +139,5 @@ def load(name: str, split: str, profile: str | None = None, size: int | None = N
     return ImageDataset(x, y, built["classes"][split], name, split, DESCRIPTIONS[name][profile])
 
 
-__all__ = ["load", "describe", "needs", "profile_note", "Need", "ImageDataset", "NAMES", "SPLITS", "DataError", "DataMissingError", "ChecksumError"]
+__all__ = ["load", "describe", "needs", "profile_note", "Need", "ImageDataset", "NAMES", "SPLITS", "DataError",
+           "DataMissingError", "ChecksumError"]

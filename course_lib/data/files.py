@@ -35,10 +35,14 @@ _RESNET = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretra
 #: relative path -> (url, checksum).  A bare digest is sha256 (looked up in SHA256SUMS); "md5:..." is
 #: the publisher's md5 (torchvision's ``resources`` tables) for archives the mirror does not hold.
 REMOTE: dict[str, tuple[str, str]] = {
-    "MNIST/raw/t10k-images-idx3-ubyte.gz": (_MNIST + "t10k-images-idx3-ubyte.gz", "md5:9fb629c4189551a2d022fa330f9573f3"),
-    "MNIST/raw/t10k-labels-idx1-ubyte.gz": (_MNIST + "t10k-labels-idx1-ubyte.gz", "md5:ec29112dd5afa0611ce80d1b7f02629c"),
-    "MNIST/raw/train-images-idx3-ubyte.gz": (_MNIST + "train-images-idx3-ubyte.gz", "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873"),
-    "MNIST/raw/train-labels-idx1-ubyte.gz": (_MNIST + "train-labels-idx1-ubyte.gz", "md5:d53e105ee54ea40749a09fcbcd1e9432"),
+    "MNIST/raw/t10k-images-idx3-ubyte.gz": (
+        _MNIST + "t10k-images-idx3-ubyte.gz", "md5:9fb629c4189551a2d022fa330f9573f3"),
+    "MNIST/raw/t10k-labels-idx1-ubyte.gz": (
+        _MNIST + "t10k-labels-idx1-ubyte.gz", "md5:ec29112dd5afa0611ce80d1b7f02629c"),
+    "MNIST/raw/train-images-idx3-ubyte.gz": (
+        _MNIST + "train-images-idx3-ubyte.gz", "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    "MNIST/raw/train-labels-idx1-ubyte.gz": (
+        _MNIST + "train-labels-idx1-ubyte.gz", "md5:d53e105ee54ea40749a09fcbcd1e9432"),
     "usps/usps.t.bz2": (_USPS + "usps.t.bz2", "md5:8ea070ee2aca1ac39742fdd1ef5ed118"),
     "usps/usps.bz2": (_USPS + "usps.bz2", "md5:ec16c51db3855ca6c91edd34d0e9b197"),
     "cifar10/cifar-10-python.tar.gz": ("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -103,44 +102,3 @@ def download(url: str, dest: Path, expected: str | None, timeout: float = 60.0) 
         tmp.unlink(missing_ok=True)
     return dest
 
-
-def atomic_save(obj, path: Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename: never a half-written file."""
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(obj, tmp_name)
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
-    return path
-
-
-def save_stamped(obj, path: Path) -> Path:
-    """``atomic_save`` plus a ``<name>.sha256`` stamp beside it, so ``load_stamped`` can verify the file."""
-    atomic_save(obj, path)
-    path.with_name(path.name + ".sha256").write_text(f"{file_digest(path)}  {path.name}\n")
-    return path
-
-
-def load_stamped(path: Path):
-    """Load what ``save_stamped`` wrote, or ``None`` if neither the file nor its stamp exists.
-
-    A file without its stamp (or the reverse), or one whose sha256 differs from the stamp, raises
-    ``ChecksumError``: a corrupted cache is reported, never silently recomputed over.
-    """
-    import torch
-
-    stamp = path.with_name(path.name + ".sha256")
-    if not (path.exists() or stamp.exists()):
-        return None
-    if not (path.exists() and stamp.exists()):
-        raise ChecksumError(f"Cache entry {path} or its stamp {stamp.name} is missing. Delete both files to recompute it.")
-    want = stamp.read_text().split()[0]
-    if file_digest(path) != want:
-        raise ChecksumError(f"Cache file {path} does not match its checksum {want} (recorded in {stamp}). "
-                            "Delete both files to recompute it.")
-    return torch.load(path, map_location="cpu", weights_only=False)

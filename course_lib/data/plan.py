@@ -12,9 +12,9 @@ e.g. ``"pneumoniamnist_224"``), ``"resnet20"``…``"resnet56"`` (the mirrored CI
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .. import config
 from .files import REMOTE, tree

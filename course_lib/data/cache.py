@@ -1,0 +1,117 @@
+"""The course's one disk cache: ``<data_dir>/cache/<folder>/<key>.v<version>``, atomic and checksummed.
+
+Everything slow that the course computes once (decoded datasets, the zoo's sources and their outputs, the
+digit runs, the grids of lessons 02, 06 and 07) is stored here:
+
+* ``path_for(name, key)`` places an entry: ``name`` picks its folder and version in ``STORES``, the one
+  place where a cache's version lives (bump it when what the cache stores changes: old files are then
+  never read again);
+* ``save_stamped`` writes a file atomically (a temporary file, then a rename: never a half-written file)
+  with a ``<file>.sha256`` stamp beside it; ``load_stamped`` checks the stamp and refuses a corrupted
+  entry with ``ChecksumError`` instead of silently recomputing over it;
+* ``cached(path, build)`` is the whole pattern: the stored value on a hit, else ``build()`` once, stored.
+
+>>> cached(path_for("zoo", "mnist-resnet20_quick_cpu1t"), build)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from .. import config
+from .integrity import ChecksumError, file_digest
+
+T = TypeVar("T")
+
+_ZOO = "2"
+#: every cache: name -> (folder under ``<data_dir>/cache``, version in its file names)
+STORES: dict[str, tuple[str, str]] = {
+    "datasets": ("", "1"),  # data.load's decoded splits, directly in <data_dir>/cache
+    "zoo": ("zoo", _ZOO),  # the course-made zoo sources
+    "zoo_outputs": ("zoo", f"{_ZOO}.1"),  # their outputs: retraining the sources invalidates these too
+    "digits": ("digits", "2"),  # adaptation.digits runs
+    "kd_curves": ("kd_curves", "1"),  # one folder per recipe, one file per run
+    "label_curves": ("curves", "1"),
+    "meta_grid": ("meta_grid", "1"),
+    "strategy_grid": ("strategy_grid", "1"),
+}
+
+
+def path_for(name: str, key: str, data_dir: str | Path | None = None, suffix: str = ".pt") -> Path:
+    """``<data_dir>/cache/<folder>/<key>.v<version><suffix>`` of cache ``name`` (see ``STORES``); ``suffix=""``
+    names a folder of entries.  ``data_dir`` defaults to ``config.data_dir()``."""
+    if name not in STORES:
+        raise ValueError(f"Unknown cache {name!r}; choose one of {list(STORES)}")
+    folder, version = STORES[name]
+    root = Path(data_dir) if data_dir is not None else config.data_dir()
+    return root / "cache" / folder / f"{key}.v{version}{suffix}"
+
+
+def _atomic_write(path: Path, write: Callable[[str], Any]) -> Path:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it to ``path``; nothing is left on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def atomic_save(obj: Any, path: Path) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically: never a half-written file."""
+    return _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def _stamp(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def save_stamped(obj: Any, path: Path) -> Path:
+    """``atomic_save`` plus a ``<name>.sha256`` stamp beside it (also atomic), which ``load_stamped`` checks."""
+    atomic_save(obj, path)
+    line = f"{file_digest(path)}  {path.name}\n"
+    _atomic_write(_stamp(path), lambda tmp: Path(tmp).write_text(line))
+    return path
+
+
+def load_stamped(path: Path) -> Any:
+    """What ``save_stamped`` wrote (tensors on the CPU), or ``None`` if neither the file nor its stamp exists.
+
+    A file without its stamp (or the reverse), or one whose sha256 differs from the stamp, raises
+    ``ChecksumError`` naming the file: a corrupted cache is reported, never silently recomputed over.
+    """
+    stamp = _stamp(path)
+    if not (path.exists() or stamp.exists()):
+        return None
+    if not (path.exists() and stamp.exists()):
+        raise ChecksumError(f"Cache entry {path} is incomplete: it or its stamp {stamp.name} is missing. "
+                            "Delete both files to recompute it.")
+    want = stamp.read_text().split()[0]
+    if file_digest(path) != want:
+        raise ChecksumError(f"Cache file {path} does not match its checksum {want} (recorded in {stamp}). "
+                            "Delete both files to recompute it.")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def cached(path: Path, build: Callable[[], T]) -> T:
+    """The value stored at ``path`` (a hit never calls ``build``); on a miss ``build()`` once, stored with
+    ``save_stamped``.  A read-only cache folder only costs the rebuild next time (a note is printed);
+    a corrupted entry raises ``ChecksumError`` (``load_stamped``)."""
+    saved = load_stamped(path)
+    if saved is not None:
+        return saved
+    value = build()
+    try:
+        save_stamped(value, path)
+    except OSError as err:
+        print(f"note: could not cache {path.name} in {path.parent} ({err})")
+    return value
