@@ -8,7 +8,6 @@ Losses are averaged per sample, not per batch (ERRATA 8.16).
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from . import config
-from .data.cache import atomic_save
+from .data.cache import atomic_save, atomic_write_text
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -80,12 +79,6 @@ def new_run_dir(prefix: str = "run") -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-", dir=root))
 
 
-def _write_json(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, epochs: int,
         optimizer: torch.optim.Optimizer | None = None, scheduler=None, loss_fn: LossFn = F.cross_entropy,
         device: torch.device | str | None = None, run_dir: str | Path | None = None,
@@ -133,6 +126,6 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, epoc
         if sign * row[monitor] > best:
             best, history.best_epoch = sign * row[monitor], epoch
             atomic_save(model.state_dict(), ckpt)
-        _write_json(asdict(history), run_dir / "history.json")
+        atomic_write_text(json.dumps(asdict(history), indent=1), run_dir / "history.json")
     model.load_state_dict(torch.load(ckpt, map_location=device, weights_only=True))
     return model, history

@@ -53,7 +53,7 @@ def path_for(name: str, key: str, data_dir: str | Path | None = None, suffix: st
     return root / "cache" / folder / f"{key}.v{version}{suffix}"
 
 
-def _atomic_write(path: Path, write: Callable[[str], Any]) -> Path:
+def atomic_write(path: Path, write: Callable[[str], Any]) -> Path:
     """``write(tmp)`` to a temporary file beside ``path``, then rename it to ``path``; nothing is left on failure."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -66,9 +66,14 @@ def _atomic_write(path: Path, write: Callable[[str], Any]) -> Path:
     return path
 
 
+def atomic_write_text(text: str, path: Path) -> Path:
+    """Write ``text`` to ``path`` atomically."""
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
 def atomic_save(obj: Any, path: Path) -> Path:
     """``torch.save(obj)`` to ``path`` atomically: never a half-written file."""
-    return _atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _stamp(path: Path) -> Path:
@@ -79,7 +84,7 @@ def save_stamped(obj: Any, path: Path) -> Path:
     """``atomic_save`` plus a ``<name>.sha256`` stamp beside it (also atomic), which ``load_stamped`` checks."""
     atomic_save(obj, path)
     line = f"{file_digest(path)}  {path.name}\n"
-    _atomic_write(_stamp(path), lambda tmp: Path(tmp).write_text(line))
+    atomic_write_text(line, _stamp(path))
     return path
 
 
