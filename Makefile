@@ -1,14 +1,15 @@
 # Two commands do everything on a fresh clone:
 #   make lab    create .venv if missing, install, open JupyterLab on notebooks/
 #   make test   same set-up, then unit tests + pairing checks + every notebook executed by nbval
-#               + the widget lessons driven in JupyterLab by headless Chromium (skipped, with the reason, without it)
+#               + the course website built from those executed notebooks (build/site/)
+#               + the widget lessons and the website driven by headless Chromium (skipped, with the reason, without it)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.course-installed
 
-.PHONY: lab test install unit notebooks test-fakecuda test-browser sync exercises check-exercises grade bench microbench clean
+.PHONY: lab test install unit notebooks test-fakecuda test-browser sync exercises check-exercises grade bench microbench site clean
 
 $(STAMP): environment.yml pyproject.toml tools/env_requirements.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +30,7 @@ test: install
 	$(PY) -m pytest tests --ignore=tests/browser
 	$(PY) tools/warm_caches.py
 	$(PY) tools/run_notebooks.py notebooks solutions
+	$(PY) tools/build_site.py
 	$(PY) -m pytest tests/browser
 
 unit: install
@@ -90,6 +92,11 @@ bench: install
 microbench: install
 	$(PY) tools/microbench.py --profile $(PROFILE)
 	$(PY) tools/bench.py --readme --profile $(PROFILE)
+
+# The course website -> build/site/ (open build/site/index.html), from the executed notebooks that `make test`
+# (build/executed/) or `make bench` (build/bench/<profile>/) left: nothing is re-executed.
+site: install
+	$(PY) tools/build_site.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -22,9 +22,9 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from . import config
+from .loops import fit, predict
 from .models import Normalize
 
 UNLABELLED = -1  # a target with no label: the hard term skips it, the soft term still uses it
@@ -155,17 +155,12 @@ def freeze_teacher(teacher: nn.Module) -> nn.Module:
     return teacher.eval().requires_grad_(False)
 
 
-@torch.no_grad()
 def teacher_logits(teacher: nn.Module, images: torch.Tensor, batch_size: int = 256,
                    progress: bool = False) -> torch.Tensor:
     """The teacher's logits (N, C) on the CPU for images (N, 3, H, W), in batches; freezes the teacher first."""
     if images.ndim != 4:
         raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
-    freeze_teacher(teacher)
-    device = next(teacher.parameters()).device
-    out = [teacher(xb.to(device)).float().cpu()
-           for xb in tqdm(images.split(batch_size), desc="teacher logits", leave=False, disable=not progress)]
-    return torch.cat(out)
+    return predict(freeze_teacher(teacher), images, batch_size=batch_size, progress=progress, desc="teacher logits")
 
 
 def train_student(student: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int, *,
@@ -186,6 +181,36 @@ def train_student(student: nn.Module, images: torch.Tensor, labels: torch.Tensor
     batches in the same order, so runs differ only in their loss.  Returns one dict per epoch with
     the mean ``total``, ``soft`` and ``hard`` losses (``soft`` is 0 from scratch) and ``seconds``.
     """
+    _check_student_inputs(images, labels, cached_logits, teacher, loss_fn)
+    if teacher is not None:
+        freeze_teacher(teacher)
+    device = config.device_of(student)
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(student.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * -(-len(images) // batch_size))
+
+    def batches(epoch: int):
+        for idx in torch.randperm(len(images), generator=gen).split(batch_size):
+            yield images[idx].to(device), labels[idx].to(device), idx
+
+    def loss(logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> KDLoss:
+        if cached_logits is None and teacher is None:
+            hard = hard_loss(logits, y)
+            return KDLoss(hard, torch.zeros(()), hard)
+        with torch.no_grad():
+            t_logits = cached_logits[idx].to(device) if teacher is None else teacher(images[idx].to(device))
+        if loss_fn is None:
+            return kd_loss(logits, t_logits, y, T, alpha)
+        nan = torch.full((), float("nan"))
+        return KDLoss(loss_fn(logits, t_logits, y, T, alpha), nan, nan)
+
+    history = fit(student, batches, None, epochs, loss_fn=loss, optimizer=opt, scheduler=sched, step_scheduler=True,
+                  progress=progress, desc=desc)
+    return history.epochs
+
+
+def _check_student_inputs(images: torch.Tensor, labels: torch.Tensor, cached_logits: torch.Tensor | None,
+                          teacher: nn.Module | None, loss_fn: Callable | None) -> None:
     if cached_logits is not None and teacher is not None:
         raise ValueError("pass cached_logits or teacher, not both")
     if len(images) != len(labels) or len(images) == 0:
@@ -196,39 +221,3 @@ def train_student(student: nn.Module, images: torch.Tensor, labels: torch.Tensor
         raise ValueError(f"cached_logits must be (N, C) with N = {len(images)}, got {tuple(cached_logits.shape)}")
     if loss_fn is not None and cached_logits is None and teacher is None:
         raise ValueError("loss_fn is a distillation loss: pass cached_logits or teacher with it")
-    if teacher is not None:
-        freeze_teacher(teacher)
-    distil = cached_logits is not None or teacher is not None
-    device = next(student.parameters()).device
-    gen = torch.Generator().manual_seed(seed)
-    steps = epochs * -(-len(images) // batch_size)
-    opt = torch.optim.Adam(student.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    student.train()
-    history = []
-    for epoch in tqdm(range(1, epochs + 1), desc=desc, leave=False, disable=not progress):
-        start, sums = time.perf_counter(), {"total": 0.0, "soft": 0.0, "hard": 0.0}
-        for idx in torch.randperm(len(images), generator=gen).split(batch_size):
-            x, y = images[idx].to(device), labels[idx].to(device)
-            logits = student(x)
-            if distil:
-                with torch.no_grad():
-                    t_logits = teacher(x) if teacher is not None else cached_logits[idx].to(device)
-                if loss_fn is None:
-                    parts = kd_loss(logits, t_logits, y, T, alpha)
-                else:
-                    nan = torch.full((), float("nan"))
-                    parts = KDLoss(loss_fn(logits, t_logits, y, T, alpha), nan, nan)
-            else:
-                hard = hard_loss(logits, y)
-                parts = KDLoss(hard, torch.zeros(()), hard)
-            opt.zero_grad(set_to_none=True)
-            parts.total.backward()
-            opt.step()
-            sched.step()
-            for key, value in zip(KDLoss._fields, parts):
-                sums[key] += value.item() * len(idx)
-        history.append({"epoch": epoch, **{k: v / len(images) for k, v in sums.items()},
-                        "seconds": time.perf_counter() - start})
-    student.eval()
-    return history

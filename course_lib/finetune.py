@@ -4,14 +4,19 @@ A backbone with named stages is a CIFAR ResNet from ``course_lib.models`` or a t
 ``conv1``/``bn1`` (the *stem*), ``layer1``..``layerK``, and the head ``fc``.  ``stages(model)`` lists
 them from input to output; ``freeze`` and ``param_groups`` both work on that list, so no parameter is
 ever forgotten (ERRATA 3.1: the chapter's groups leave out the stem) and no name is matched by
-substring (ERRATA 2.4).
+substring (ERRATA 2.4).  ``split_frozen`` cuts a frozen model into a trunk whose output can be cached
+once (exact: a frozen trunk computes the same thing every epoch) and the trainable top.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+from .models import CifarResNet
 
 STRATEGIES = ("all", "partial", "none")
 
@@ -146,3 +151,33 @@ def param_groups(model: nn.Module, base_lr: float, factor: float = 2.6) -> list[
     if left_out:
         raise ValueError(f"trainable parameters outside every stage would never be updated: {left_out[:5]}")
     return groups
+
+
+# ------------------------------------------------------------------ caching a frozen trunk
+class _Stem(nn.Module):
+    def __init__(self, model: CifarResNet):
+        super().__init__()
+        self.conv1, self.bn1 = model.conv1, model.bn1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn1(self.conv1(x)))
+
+
+def split_frozen(model: CifarResNet) -> tuple[nn.Sequential, nn.Sequential]:
+    """``(trunk, top)`` with ``top(trunk(x)) == model(x)``; trunk = the frozen stages, top = the rest.
+
+    Both share the model's modules (training ``top`` trains ``model``).  The frozen stages must be a
+    prefix of ``[stem, layer1, ..., head]``, as ``finetune.freeze`` makes them.  For ResNet-20 with
+    ``freeze(model, "partial")``: trunk (N, 3, 32, 32) -> (N, 32, 16, 16), top -> logits (N, K).
+    """
+    if not isinstance(model, CifarResNet):
+        raise ValueError(f"split_frozen needs a course_lib CifarResNet, got {type(model).__name__}")
+    parts = stages(model)
+    trainable = [any(p.requires_grad for p in s.parameters()) for s in parts]
+    if not trainable[-1] or trainable != sorted(trainable):
+        raise ValueError("the frozen stages must be a prefix of the network with a trainable head; "
+                         "use finetune.freeze")
+    mods = [_Stem(model)] + [m for s in parts[1:-1] for m in s.modules]
+    cut = trainable.index(True)
+    tail = [nn.AdaptiveAvgPool2d(1), nn.Flatten(1), model.fc]
+    return nn.Sequential(model.normalize, *mods[:cut]), nn.Sequential(*mods[cut:], *tail)

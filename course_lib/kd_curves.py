@@ -2,7 +2,7 @@
 
 Hinton et al.'s *transfer set* need not be labelled: the teacher labels it.  Here the transfer set is the
 whole CIFAR-10 training split of the profile (quick: the 6,000-image carve of the official test set, which
-the ResNet-56 teacher never saw), of which only ``n`` images keep their label (``strategies.
+the ResNet-56 teacher never saw), of which only ``n`` images keep their label (``tasks.
 balanced_subset``, nested in n for a seed).  Two students of the same architecture (``distill.StudentCNN``)
 start from the same weights and take the same number of Adam steps (within one epoch of the labelled
 set):
@@ -32,8 +32,9 @@ from tqdm.auto import tqdm
 
 from . import config, data, distill, models
 from .data.cache import cached, load_stamped, path_for, save_stamped
+from .loops import predict
 from .stats import t_ci
-from .strategies import balanced_subset, logits_of
+from .tasks import balanced_subset
 
 ALONE = "alone"
 Setting = str | tuple[float, float]  # ALONE or (T, alpha)
@@ -173,7 +174,7 @@ def runs(profile: str | None = None, device: torch.device | str = "cpu", data_di
             n, setting, seed = key
             student = train_run(sets.x, sets.y, balanced_subset(sets.y, n, seed), logits, setting, recipe, seed, device)
             save_stamped({"state": {k: v.cpu() for k, v in student.state_dict().items()},
-                          "val": logits_of(student, sets.val_x), "test": logits_of(student, sets.test_x)},
+                          "val": predict(student, sets.val_x), "test": predict(student, sets.test_x)},
                          folder / _name(key))
     return {key: load_stamped(folder / _name(key)) for key in keys if (folder / _name(key)).exists()}
 

@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 
 from . import config, data, metrics, models
 from .data.cache import load_stamped, path_for, save_stamped
-from .features import to_rgb
+from .images import to_rgb
+from .loops import predict
 from .stats import t_ci
 
 KINDS = ("transfer", "scratch")
@@ -91,12 +92,10 @@ def _network(kind: str, recipe: Recipe) -> tuple[nn.Module, list[dict]]:
                    {"params": list(model.fc.parameters()), "lr": recipe.lr_head}]
 
 
-@torch.no_grad()
 def _auc(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    model.eval()
-    p = torch.cat([model(b).softmax(1)[:, 1].cpu() for b in x.split(512)])
-    model.train()
-    return metrics.roc_auc(y.numpy(), p.numpy())
+    """ROC AUC of class 1 on images x (n, 3, H, W) with labels y (n,), in eval mode."""
+    p = predict(lambda b: model(b).softmax(1)[:, 1], x, batch_size=512, module=model)
+    return metrics.roc_auc(y.cpu().numpy(), p.numpy())
 
 
 def train_run(kind: str, x: torch.Tensor, y: torch.Tensor, val: tuple[torch.Tensor, torch.Tensor],

@@ -12,8 +12,9 @@
 * ``PrototypeTeacher``: a frozen embedding network (e.g. a trained ProtoNet, ``meta_grid.teacher_of``); its
   logits for an episode are minus the scaled squared distances to class prototypes computed from the
   support set, so they always refer to the episode's own classes (ERRATA 7.7).
-* ``meta_loss`` / ``meta_train`` / ``evaluate`` / ``mean_ci``: the outer loop and the meta-test.
-* ``head_reset``: a pretrained ``conv4`` with a fresh N-way head, for the fine-tuning baseline.
+* ``meta_loss`` / ``meta_train`` / ``episode_accuracies`` / ``mean_ci``: the outer loop and the meta-test.
+* ``zero_head_params``: the parameters of a pretrained ``conv4`` with a zero N-way head, for the
+  fine-tuning baseline.
 
 The inner loss with a teacher is ``distill.kd_loss``: Hinton et al.'s batchmean × T² distillation loss.
 """
@@ -283,7 +284,7 @@ def adapted_accuracy(model: nn.Module, episode: Episode, steps: int, lr: float, 
         return (forward_with(model, adapted, episode.query_x).argmax(1) == episode.query_y).float().mean().item()
 
 
-def evaluate(model: nn.Module, episodes: list[Episode], steps: int, lr: float, params: Params | None = None,
+def episode_accuracies(model: nn.Module, episodes: list[Episode], steps: int, lr: float, params: Params | None = None,
              teacher: PrototypeTeacher | None = None, alpha: float = 0.0, T: float = 1.0,
              progress: bool = False, desc: str = "meta-test") -> torch.Tensor:
     """Query accuracy of each episode after adaptation: (E,) floats in [0, 1]."""
@@ -312,7 +313,7 @@ def mean_ci(values: torch.Tensor, z: float = 1.96) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------- the fine-tuning baseline
-def head_reset(backbone: nn.Sequential, n_way: int) -> Params:
+def zero_head_params(backbone: nn.Sequential, n_way: int) -> Params:
     """Parameters for fine-tuning a pretrained ``conv4`` on an N-way episode: its body, and a zero N-way head.
 
     With a zero head, the first SGD step sets each class's weights to (its mean feature − the mean over

@@ -162,9 +162,9 @@ def test_maml(model: nn.Module, test_images: torch.Tensor, episodes: dict, recip
     on the first ``maml_test_episodes`` episodes (adapting is far dearer than a nearest-prototype look-up)."""
     alpha = recipe.alpha if teacher is not None else 0.0
     with config.one_thread_on_cpu(device):
-        return {k: meta.evaluate(model, [episode(test_images, s, q, k) for s, q in eps[:recipe.maml_test_episodes]],
-                                 recipe.test_inner_steps,
-                                 recipe.inner_lr, teacher=teacher, alpha=alpha, T=recipe.T)
+        return {k: meta.episode_accuracies(
+                    model, [episode(test_images, s, q, k) for s, q in eps[:recipe.maml_test_episodes]],
+                    recipe.test_inner_steps, recipe.inner_lr, teacher=teacher, alpha=alpha, T=recipe.T)
                 for k, eps in episodes.items()}
 
 

@@ -13,7 +13,7 @@
 3. ``distill(student, train, val)``: an optional knowledge-distillation stage (``distill.kd_loss``)
    from the fine-tuned network into a smaller student, so ``run(..., use_distillation=True)`` does
    something (8.7);
-4. ``evaluate(test, val)``: ``metrics.binary_report`` with the threshold chosen on validation.
+4. ``report(test, val)``: ``metrics.binary_report`` with the threshold chosen on validation.
 
 A ``Backbone`` pairs a ResNet-style model (``conv1``, ``bn1``, ``layer1..K``, ``fc``) with the
 preprocessing from course images (N, 1 or 3, H, W) in [0, 1] to the model's input; grayscale is
@@ -24,24 +24,20 @@ ResNet, 28 px); ``torchvision_backbone`` the full profile's (ImageNet ResNet-18 
 
 from __future__ import annotations
 
-import json
-import math
 import urllib.error
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from . import config, finetune, metrics, models
 from .augment import XRayAugment
-from .data.cache import atomic_save
 from .distill import freeze_teacher, kd_loss
-from .features import to_rgb
-from .train import History, new_run_dir
+from .images import to_rgb
+from .loops import History, fit, new_run_dir, predict
 from .transferability import logme
 
 IMBALANCE = ("weighted_loss", "sampler", None)
@@ -63,7 +59,7 @@ class Backbone:
 def cifar_backbone(depth: int = 20, pretrained: bool = True, num_classes: int = 2, data_dir=None) -> Backbone:
     """A mirrored CIFAR-10 ResNet with a new ``num_classes`` head; it normalises its own input.
 
-    Preprocessing only repeats grayscale to 3 channels (``features.to_rgb``); 28-px input is fine
+    Preprocessing only repeats grayscale to 3 channels (``images.to_rgb``); 28-px input is fine
     because the network ends in global average pooling.
     """
     return Backbone(models.cifar_resnet(depth, pretrained, num_classes, data_dir), to_rgb,
@@ -108,26 +104,43 @@ def _resize_matrix(n: int, size: int, crop: int) -> torch.Tensor:
 class ResizeCropNormalize:
     """torchvision's ``ImageClassification`` preset (resize the short side to ``size``, centre-crop ``crop``,
     normalise) for square batches, as two matrix products per image: resizing is linear and separable, so
-    out = A · X · Aᵀ with A (crop, H) from ``_resize_matrix``.  Only the crop is computed, and on one channel
-    when the input is grayscale (repeated to 3 afterwards).  images (N, 1 or 3, H, H) -> (N, 3, crop, crop).
+    out = A · X · Aᵀ with A (crop, H) from ``_resize_matrix``, and only the crop is computed.  The rows of A
+    sum to 1, so normalising commutes with resizing: it is done first, on the small input.  The second product,
+    which writes the output, skips the zero weights of the banded A (``_bands``).
+    images (N, 1 or 3, H, H) -> (N, 3, crop, crop).
     """
 
     def __init__(self, size: int, crop: int, mean: list[float], std: list[float]):
         self.size, self.crop = size, crop
         std_t = torch.tensor(std).view(1, 3, 1, 1)
         self.scale, self.shift = 1 / std_t, -torch.tensor(mean).view(1, 3, 1, 1) / std_t  # (x - m) / s = x / s - m / s
-        self._a: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self._a: dict[tuple[int, torch.device], tuple[torch.Tensor, list]] = {}  # A and its bands, per H
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] not in (1, 3) or x.shape[2] != x.shape[3]:
             raise ValueError(f"expected square images (N, 1 or 3, H, H), got {tuple(x.shape)}")
-        key = (x.shape[2], x.device)
-        if key not in self._a:
-            self._a[key] = _resize_matrix(x.shape[2], self.size, self.crop).to(x.device)
-        a = self._a[key]
-        out = a @ (x.float() @ a.T)  # (N, C, crop, crop)
-        # one pass writes the (N, 3, crop, crop) result: writing it is most of the cost
-        return torch.addcmul(self.shift.to(x.device), out, self.scale.to(x.device))
+        n, h = len(x), x.shape[2]
+        if (h, x.device) not in self._a:
+            a = _resize_matrix(h, self.size, self.crop).to(x.device)
+            self._a[h, x.device] = a, self._bands(a)
+        a, bands = self._a[h, x.device]
+        u = a @ torch.addcmul(self.shift.to(x.device), x.float(), self.scale.to(x.device))  # (N, 3, crop, H)
+        # writing the output is most of the cost: matrix multiplies write it in place, (N·3·crop, H) @ (H, crop)
+        out = torch.empty(n, 3, self.crop, self.crop, device=x.device)
+        for out_cols, in_cols, a_t in bands:
+            torch.mm(u.view(-1, h)[:, in_cols], a_t, out=out.view(-1, self.crop)[:, out_cols])
+        return out
+
+    @staticmethod
+    def _bands(a: torch.Tensor, parts: int = 2) -> list[tuple[slice, slice, torch.Tensor]]:
+        """A (crop, H) split into ``parts`` blocks of output pixels, each with only the input pixels where its
+        weights are non-zero (resizing weights are local): [(output slice, input slice, that block of Aᵀ)]."""
+        bands = []
+        for idx in torch.arange(len(a)).chunk(parts):
+            used = a[idx].ne(0).any(0).nonzero().view(-1)
+            out_px, in_px = slice(idx[0].item(), idx[-1].item() + 1), slice(used[0].item(), used[-1].item() + 1)
+            bands.append((out_px, in_px, a[out_px, in_px].T))
+        return bands
 
 
 def make_head(in_features: int, num_classes: int, hidden: int) -> nn.Sequential:
@@ -199,7 +212,7 @@ class TransferLearningPipeline:
         self.device = torch.device(device) if device is not None else config.default_device()
         self.run_dir = Path(run_dir) if run_dir is not None else new_run_dir("pipeline")
         if self.run_dir.resolve() == Path.cwd().resolve():
-            raise ValueError("run_dir must not be the current directory (ERRATA 8.8); use train.new_run_dir()")
+            raise ValueError("run_dir must not be the current directory (ERRATA 8.8); use loops.new_run_dir()")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.seed, self.progress = seed, progress
         self.model.to(self.device)
@@ -224,7 +237,8 @@ class TransferLearningPipeline:
         head = self.model.fc
         self.model.fc = nn.Identity()
         try:
-            out = _logits(self.model, lambda xb: self.model(self.preprocess(xb)), x, self.device, batch_size)
+            out = predict(lambda xb: self.model(self.preprocess(xb)), x, batch_size=batch_size, device=self.device,
+                          module=self.model)
         finally:
             self.model.fc = head
         if self.head_only:
@@ -249,45 +263,29 @@ class TransferLearningPipeline:
     def _loop(self, net: nn.Module, forward: Callable, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor,
               y_val: torch.Tensor, loss_fn: Callable, optimizer: torch.optim.Optimizer, name: str,
               augment: Callable | None) -> History:
-        """Epochs of training with early stopping on val AUC; reloads ``run_dir/name.pt`` (the best)."""
+        """``loops.fit`` with early stopping on val AUC; reloads ``run_dir/name.pt`` (the best).
+
+        ``loss_fn(logits, yb, xb, idx)`` sees the (augmented) batch and its indices into ``x``.
+        """
         if len(x) < self.batch_size:
             raise ValueError(f"{len(x)} training examples < batch_size {self.batch_size}: lower batch_size")
-        ckpt = self.run_dir / f"{name}.pt"
-        history = History(monitor="val_auc", run_dir=str(self.run_dir))
         gen = torch.Generator().manual_seed(self.seed)
-        best, stale = -math.inf, 0
-        for epoch in tqdm(range(1, self.max_epochs + 1), desc=name, disable=not self.progress):
-            net.train()
-            total, correct, seen = 0.0, 0, 0
+
+        def batches(epoch: int):
             for idx in self._batches(y, gen):
                 xb, yb = x[idx].to(self.device), y[idx].to(self.device)
-                if augment is not None:
-                    xb = augment(xb, gen)
-                logits = forward(xb)
-                loss = loss_fn(logits, yb, xb, idx)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += loss.item() * len(idx)  # per-sample mean over the epoch (ERRATA 8.16)
-                correct += (logits.argmax(1) == yb).sum().item()
-                seen += len(idx)
+                xb = augment(xb, gen) if augment is not None else xb
+                yield xb, yb, xb, idx
+
+        def validate() -> dict[str, float]:
             probs = _probs(net, forward, x_val, self.device)
-            row = {"epoch": epoch, "train_loss": total / seen, "train_acc": correct / seen,
-                   "val_loss": F.nll_loss(probs.clamp_min(1e-12).log(), y_val).item(),
-                   "val_acc": (probs.argmax(1) == y_val).float().mean().item(),
-                   "val_auc": metrics.roc_auc(y_val, probs[:, 1])}
-            history.epochs.append(row)
-            if row["val_auc"] > best:
-                best, stale, history.best_epoch = row["val_auc"], 0, epoch
-                atomic_save(net.state_dict(), ckpt)
-            else:
-                stale += 1
-            (self.run_dir / f"{name}_history.json").write_text(json.dumps(asdict(history), indent=1))
-            if stale >= self.patience:
-                break
-        net.load_state_dict(torch.load(ckpt, map_location=self.device, weights_only=True))  # ERRATA 8.8
-        net.eval()
-        return history
+            return {"val_loss": F.nll_loss(probs.clamp_min(1e-12).log(), y_val).item(),
+                    "val_acc": (probs.argmax(1) == y_val).float().mean().item(),
+                    "val_auc": metrics.roc_auc(y_val, probs[:, 1])}
+
+        return fit(net, batches, validate, self.max_epochs, loss_fn=loss_fn, optimizer=optimizer, forward=forward,
+                   monitor="val_auc", patience=self.patience, run_dir=self.run_dir, name=name, overwrite=True,
+                   progress=self.progress, desc=name)
 
     def _loss(self, y: torch.Tensor) -> Callable:
         w = (class_weights(y, self.num_classes) if self.imbalance == "weighted_loss"
@@ -320,7 +318,7 @@ class TransferLearningPipeline:
         self._check_binary(y, yv)
         teacher = freeze_teacher(self.model)
         teach = lambda xb: teacher(self.preprocess(xb))
-        cached = None if augment else _logits(teacher, teach, x, self.device)
+        cached = None if augment else predict(teach, x, batch_size=512, device=self.device, module=teacher)
         net = student.model.to(self.device)
 
         def loss_fn(logits, yb, xb, idx):
@@ -353,7 +351,7 @@ class TransferLearningPipeline:
         net, prep = (self.student.model, self.student.preprocess) if student else (self.model, self.preprocess)
         return _probs(net, lambda xb: net(prep(xb)), x, self.device)
 
-    def evaluate(self, test, val, student: bool = False) -> metrics.Report:
+    def report(self, test, val, student: bool = False) -> metrics.Report:
         """``metrics.binary_report`` on ``test`` with the threshold chosen on ``val``."""
         (xt, yt), (xv, yv) = as_xy(test), as_xy(val)
         return metrics.binary_report(yt, self.predict_proba(xt, student), yv, self.predict_proba(xv, student))
@@ -366,20 +364,9 @@ class TransferLearningPipeline:
             raise ValueError("the validation split needs both classes to compute AUC")
 
 
-@torch.no_grad()
-def _logits(net: nn.Module, forward: Callable, x: torch.Tensor, device: torch.device, batch_size: int = 512
-            ) -> torch.Tensor:
-    """``forward`` over ``x`` (N, ...) in batches, ``net`` in eval mode (restored after): (N, K) on the CPU."""
-    was = net.training
-    net.eval()
-    try:
-        return torch.cat([forward(xb.to(device)).float().cpu() for xb in x.split(batch_size)])
-    finally:
-        net.train(was)
-
-
 def _probs(net: nn.Module, forward: Callable, x: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return F.softmax(_logits(net, forward, x, device), 1)
+    """Softmax of ``forward`` over x (N, ...) in batches, ``net`` in eval mode: (N, K) on the CPU."""
+    return F.softmax(predict(forward, x, batch_size=512, device=device, module=net), 1)
 
 
 def _linears(head: nn.Module) -> list[nn.Linear]:

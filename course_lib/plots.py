@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from .train import History
+from .loops import History
 
 
 def show_grid(images: torch.Tensor, labels=None, classes=None, ncols: int = 8, title: str = ""):

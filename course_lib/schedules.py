@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -147,45 +147,51 @@ def lr_range_test(model: nn.Module, optimizer: torch.optim.Optimizer, batches: I
     model_state = copy.deepcopy(model.state_dict())
     opt_state = copy.deepcopy(optimizer.state_dict())
     was_training = model.training
-    top = max(g["lr"] for g in optimizer.param_groups)
-    ratios = [g["lr"] / top for g in optimizer.param_groups]
     gamma = (end_lr / start_lr) ** (1 / (num_iter - 1))
-
-    def cycle():  # a DataLoader is re-iterated; a one-shot iterator simply ends the test
-        first = True
-        while True:
-            n = 0
-            for n, b in enumerate(batches, 1):  # noqa: B007 (n counts the batches: read after the loop)
-                yield b
-            if n == 0:
-                if first:
-                    raise ValueError("batches is empty")
-                return
-            first = False
-
-    lrs, losses, avg, best, diverged = [], [], 0.0, math.inf, False
-    model.train()
     try:
-        with tqdm(total=num_iter, desc="LR range test", disable=not progress, leave=False) as bar:
-            for i, (x, y) in zip(range(num_iter), cycle()):
-                lr = start_lr * gamma ** i
-                for g, r in zip(optimizer.param_groups, ratios):
-                    g["lr"] = lr * r
-                loss = loss_fn(model(x.to(device)), torch.as_tensor(y).to(device))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                avg = beta * avg + (1 - beta) * loss.item()
-                smoothed = avg / (1 - beta ** (i + 1))
-                if not math.isfinite(smoothed) or smoothed > diverge_factor * best:
-                    diverged = True
-                    break
-                best = min(best, smoothed)
-                lrs.append(lr)
-                losses.append(smoothed)
-                bar.update()
+        return _sweep(model, optimizer, _cycle(batches), [start_lr * gamma ** i for i in range(num_iter)], beta,
+                      diverge_factor, loss_fn, device, progress)
     finally:
         model.load_state_dict(model_state)
         optimizer.load_state_dict(opt_state)
         model.train(was_training)
+
+
+def _cycle(batches: Iterable) -> Iterator:
+    """Re-iterate a DataLoader when it runs out; a one-shot iterator simply ends the test."""
+    first = True
+    while True:
+        n = 0
+        for n, b in enumerate(batches, 1):  # noqa: B007 (n counts the batches: read after the loop)
+            yield b
+        if n == 0:
+            if first:
+                raise ValueError("batches is empty")
+            return
+        first = False
+
+
+def _sweep(model: nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator, schedule: list[float],
+           beta: float, diverge_factor: float, loss_fn, device: torch.device, progress: bool) -> RangeTest:
+    """One SGD step per learning rate of ``schedule`` (scaled per group) until the smoothed loss diverges."""
+    top = max(g["lr"] for g in optimizer.param_groups)
+    ratios = [g["lr"] / top for g in optimizer.param_groups]
+    lrs, losses, avg, best, diverged = [], [], 0.0, math.inf, False
+    model.train()
+    for i, (lr, (x, y)) in enumerate(tqdm(zip(schedule, batches), total=len(schedule), desc="LR range test",
+                                          disable=not progress, leave=False)):
+        for g, r in zip(optimizer.param_groups, ratios):
+            g["lr"] = lr * r
+        loss = loss_fn(model(x.to(device)), torch.as_tensor(y).to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        avg = beta * avg + (1 - beta) * loss.item()
+        smoothed = avg / (1 - beta ** (i + 1))
+        if not math.isfinite(smoothed) or smoothed > diverge_factor * best:
+            diverged = True
+            break
+        best = min(best, smoothed)
+        lrs.append(lr)
+        losses.append(smoothed)
     return RangeTest(lrs, losses, diverged)

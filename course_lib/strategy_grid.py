@@ -8,7 +8,7 @@ One source, the CIFAR-10 ResNet-20 with a new 2-class head, on two targets:
 * ``pneumoniamnist`` (dissimilar): chest X-rays, grey 28×28 made RGB 32×32, official train split as the
   pool and official test split (624) for evaluation.
 
-Five strategies, each trained on the same balanced labelled subset (``strategies.balanced_subset``):
+Five strategies, each trained on the same balanced labelled subset (``tasks.balanced_subset``):
 
 ==============  =====================================  ==========================================
 strategy        trains                                 learning rates (Adam)
@@ -40,9 +40,10 @@ from tqdm.auto import tqdm
 
 from . import config, data, finetune, metrics, models
 from .data.cache import load_stamped, path_for, save_stamped
-from .features import to_rgb
+from .images import to_rgb
+from .loops import predict, train_classifier
 from .stats import t_ci
-from .strategies import balanced_subset, logits_of, regroup, split_frozen, train_classifier
+from .tasks import balanced_subset, regroup
 
 TARGETS = ("animals_vehicles", "pneumoniamnist")
 STRATEGIES = ("frozen", "partial", "full", "discriminative", "scratch")
@@ -104,13 +105,13 @@ def build(strategy: str, recipe: Recipe) -> tuple[nn.Module, nn.Module | None, l
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if strategy == "frozen":
         head = nn.Linear(64, 2)
-        trunk, top = split_frozen(finetune.freeze(models.cifar_resnet(20, num_classes=2), "all"))
+        trunk, top = finetune.split_frozen(finetune.freeze(models.cifar_resnet(20, num_classes=2), "all"))
         features = nn.Sequential(*trunk, *top[:-1])  # images -> pooled 64-d features (N, 64)
         return head, features, [{"params": list(head.parameters()), "lr": recipe.lr_head}]
     net = models.cifar_resnet(20, num_classes=2)
     if strategy == "partial":
         finetune.freeze(net, "partial")
-        trunk, top = split_frozen(net)
+        trunk, top = finetune.split_frozen(net)
         return top, trunk, finetune.param_groups(net, recipe.lr_head, recipe.lr_head / recipe.lr_body)
     if strategy == "discriminative":
         return net, None, finetune.param_groups(net, recipe.lr_head, recipe.ulmfit_factor)
@@ -139,7 +140,7 @@ def train_run(strategy: str, x: torch.Tensor, y: torch.Tensor, test_x: torch.Ten
         epochs = max(1, round(recipe.steps * recipe.batch_size / len(y)))
         train_classifier(module, _through(trunk, x, device), y, epochs, groups, recipe.batch_size, seed,
                          progress=False)
-        return logits_of(module, _through(trunk, test_x, device)).softmax(1)[:, 1]
+        return predict(module, _through(trunk, test_x, device)).softmax(1)[:, 1]
 
 
 def cache_dir(profile: str, device: torch.device | str = "cpu", data_dir: str | Path | None = None) -> Path:

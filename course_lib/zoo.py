@@ -30,8 +30,9 @@ import torch.nn.functional as F
 
 from . import config, data, models
 from .data import cache
-from .features import to_rgb
-from .strategies import accuracy, regroup, train_classifier
+from .images import to_rgb
+from .loops import evaluate_accuracy, predict, train_classifier
+from .tasks import regroup
 
 ANIMALS, VEHICLES = (2, 3, 4, 5, 6, 7), (0, 1, 8, 9)  # CIFAR-10 class indices
 
@@ -41,7 +42,7 @@ class Source:
     """One zoo entry: an architecture, the data it was trained on, and how (course-made sources).
 
     ``quick`` / ``full``: (images, epochs) of the course's training run per profile, None = all images.
-    ``groups``: train on the source classes regrouped (``strategies.regroup``), e.g. animals vs vehicles.
+    ``groups``: train on the source classes regrouped (``tasks.regroup``), e.g. animals vs vehicles.
     """
 
     name: str
@@ -137,7 +138,7 @@ def train_source(name: str, profile: str | None = None, data_dir: str | Path | N
         train_classifier(model, x, y, r["epochs"], r["lr"], r["batch_size"], TRAIN_SEED, progress,
                          desc=f"train {name}")
         info = {"name": name, "profile": profile, "recipe": r, "classes": classes,
-                "n_train": len(x), "train_acc": accuracy(model, x, y)}
+                "n_train": len(x), "train_acc": evaluate_accuracy(model, x, y)}
     return model.eval(), info
 
 
@@ -175,23 +176,17 @@ def cache_info(name: str, profile: str | None = None, data_dir: str | Path | Non
 
 
 # ------------------------------------------------------------------ what a score needs from a source
-@torch.no_grad()
 def source_outputs(model: models.CifarResNet, images: torch.Tensor, batch_size: int = 256,
                    device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Penultimate features (N, 64) and source-class probabilities (N, Z), both on the CPU, for images
     (N, 3, 32, 32) on any device; eval mode, computed on ``device`` (default: the model's)."""
     if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"expected images (N, 3, H, W) in [0, 1], got {tuple(images.shape)}; use features.to_rgb")
-    device = device if device is not None else config.device_of(model)
-    was_training = model.training
-    model.eval()
-    feats, probs = [], []
-    for xb in images.split(batch_size):
-        f = model.features(xb.to(device))
-        feats.append(f.cpu())
-        probs.append(F.softmax(model.fc(f), dim=1).cpu())
-    model.train(was_training)
-    return torch.cat(feats), torch.cat(probs)
+        raise ValueError(f"expected images (N, 3, H, W) in [0, 1], got {tuple(images.shape)}; use images.to_rgb")
+
+    def both(xb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = model.features(xb)
+        return f, F.softmax(model.fc(f), dim=1)
+    return predict(both, images, batch_size=batch_size, device=device, module=model)
 
 
 def target_splits(target: str, profile: str | None = None,

@@ -94,7 +94,7 @@ import torch.nn as nn
 from sklearn.metrics import roc_auc_score
 
 import course_lib
-from course_lib import config, data, finetune, models, strategies, strategy_grid
+from course_lib import config, data, finetune, loops, models, strategy_grid, tasks
 
 cfg = course_lib.setup()
 # Which profile runs, what this notebook reads, and what the full profile downloads the first time:
@@ -197,7 +197,7 @@ grader.check("q4")
 # | chapter's strategy | in the grid | trains | LRs (Adam) | runs on |
 # |---|---|---|---|---|
 # | freeze all | `frozen` | head | 1e-2 | cached 64-d features |
-# | freeze part | `partial` | `layer3` + head | 1e-3, 1e-2 (your groups, factor 10) | cached `layer2` outputs (`strategies.split_frozen`) |
+# | freeze part | `partial` | `layer3` + head | 1e-3, 1e-2 (your groups, factor 10) | cached `layer2` outputs (`finetune.split_frozen`) |
 # | discriminative | `discriminative` | everything, stem included | 1e-2 / 2.6^k (your groups, factor 2.6) | images |
 #
 # Two targets: **similar** (CIFAR-10 images regrouped into animals vs vehicles; the source never saw these
@@ -219,7 +219,7 @@ targets = {t: strategy_grid.target_data(t) for t in TITLES}  # (pool_x, pool_y, 
 for _, pool_y, _, _ in targets.values():  # your sampler against the course's tested one
     for n in SIZES:
         for s in SEEDS:
-            assert torch.equal(balanced_subset(pool_y, n, s), strategies.balanced_subset(pool_y, n, s))
+            assert torch.equal(balanced_subset(pool_y, n, s), tasks.balanced_subset(pool_y, n, s))
 for strategy, factor in (("partial", 10.0), ("none", 2.6)):  # your groups against finetune.param_groups
     net = finetune.freeze(models.cifar_resnet(20, num_classes=2), strategy)
     mine, ref = stage_param_groups(net, 1e-2, factor), finetune.param_groups(net, 1e-2, factor)
@@ -237,7 +237,7 @@ def run(strategy: str, target: str, n: int, seed: int) -> torch.Tensor:
         torch.manual_seed(seed)  # the new head's initial weights
         net = models.cifar_resnet(20, num_classes=2).to(cfg.device)
         if strategy == "partial":
-            trunk, module = strategies.split_frozen(finetune.freeze(net, "partial"))
+            trunk, module = finetune.split_frozen(finetune.freeze(net, "partial"))
             with torch.no_grad():
                 x, x_test = trunk(pool_x[idx].to(cfg.device)), trunk(test_x.to(cfg.device))
             groups = stage_param_groups(net, recipe.lr_head, recipe.lr_head / recipe.lr_body)
@@ -245,8 +245,8 @@ def run(strategy: str, target: str, n: int, seed: int) -> torch.Tensor:
             module, x, x_test = net, pool_x[idx], test_x
             groups = stage_param_groups(net, recipe.lr_head, recipe.ulmfit_factor)
         epochs = max(1, round(recipe.steps * recipe.batch_size / n))
-        strategies.train_classifier(module, x, pool_y[idx], epochs, groups, recipe.batch_size, seed, progress=False)
-        return strategies.logits_of(module, x_test).softmax(1)[:, 1]
+        loops.train_classifier(module, x, pool_y[idx], epochs, groups, recipe.batch_size, seed, progress=False)
+        return loops.predict(module, x_test).softmax(1)[:, 1]
 
 
 runs = strategy_grid.grid(device=cfg.device, strategies=list(STRATEGIES.values()))

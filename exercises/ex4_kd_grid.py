@@ -77,7 +77,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import course_lib
-from course_lib import data, distill, kd_curves, models, strategies
+from course_lib import data, distill, kd_curves, loops, models, tasks
 
 cfg = course_lib.setup()
 # Which profile runs, what this notebook reads, and what the full profile downloads the first time:
@@ -145,7 +145,7 @@ grader.check("q2")
 # the test accuracy of `students[chosen]` (an `nn.Module` mapping (N, 3, 32, 32) images to (N, C)
 # logits), and must not run any other student on the test images: the test split is looked at once,
 # for the chosen configuration only. Raise `ValueError` if `chosen` is not a key of `students`.
-# `strategies.accuracy(module, x, y)` computes an accuracy.
+# `loops.evaluate_accuracy(module, x, y)` computes an accuracy.
 
 # %%
 def test_accuracy_of_chosen(students: dict[tuple[float, float], nn.Module], chosen: tuple[float, float],
@@ -231,10 +231,10 @@ top10 = distill.soft_targets(t_train, 10.0).max(1).values.mean()
 
 # %%
 runs = kd_curves.runs(device=cfg.device, part="grid")  # {(N, setting, seed): weights and val/test logits}
-labelled = strategies.balanced_subset(y_train, N, SEEDS[0])
+labelled = tasks.balanced_subset(y_train, N, SEEDS[0])
 mine = kd_curves.train_run(x_train, y_train, labelled, t_train, (3.0, 0.7), recipe, SEEDS[0], cfg.device,
                            loss_fn=kd_loss)
-mine_val, cached_val = strategies.logits_of(mine, val.images), runs[N, (3.0, 0.7), SEEDS[0]]["val"]
+mine_val, cached_val = loops.predict(mine, val.images), runs[N, (3.0, 0.7), SEEDS[0]]["val"]
 agree = (mine_val.argmax(1) == cached_val.argmax(1)).float().mean().item()
 print(f"your run vs the grid's: max |Δlogit| {(mine_val - cached_val).abs().max():.1e}, "
       f"same prediction on {agree:.1%} of the validation images")
@@ -255,7 +255,7 @@ per_seed = kd_curves.accuracies(runs, val.labels, "val")  # {(N, setting): [val 
 val_acc = {(T, a): float(np.mean(per_seed[N, (T, a)])) for T in TEMPERATURES for a in ALPHAS}
 scratch_per_seed = per_seed[N, kd_curves.ALONE]
 scratch_val = float(np.mean(scratch_per_seed))
-assert abs(strategies.accuracy(student_of(runs[N, (3.0, 0.7), SEEDS[0]]), val.images, val.labels)
+assert abs(loops.evaluate_accuracy(student_of(runs[N, (3.0, 0.7), SEEDS[0]]), val.images, val.labels)
            - per_seed[N, (3.0, 0.7)][0]) < 1e-6  # the cached weights give the cached logits
 
 fig, ax = plt.subplots(figsize=(4.8, 3.6))
@@ -282,7 +282,7 @@ plt.show()
 chosen = select_best(val_acc)
 test_per_seed = [test_accuracy_of_chosen({(T, a): student_of(runs[N, (T, a), s]) for T in TEMPERATURES for a in ALPHAS},
                                          chosen, test.images, test.labels) for s in SEEDS]
-scratch_test = [strategies.accuracy(student_of(runs[N, kd_curves.ALONE, s]), test.images, test.labels) for s in SEEDS]
+scratch_test = [loops.evaluate_accuracy(student_of(runs[N, kd_curves.ALONE, s]), test.images, test.labels) for s in SEEDS]
 test_acc = float(np.mean(test_per_seed))
 gap_val = [a - b for a, b in zip(per_seed[N, chosen], scratch_per_seed)]  # paired by seed
 best_minus_scratch = (float(np.mean(gap_val)), float(np.std(gap_val, ddof=1)))

@@ -214,7 +214,7 @@ assert torch.allclose(resnet20.normalize(x), (x - mean) / std)
 # union of the three carved splits; in `full` they are the `test` split.
 
 # %%
-from course_lib.train import make_loader, predict
+from course_lib.loops import extract, make_loader
 
 if cfg.quick:
     parts = [data.load("cifar10", s) for s in data.SPLITS]
@@ -223,7 +223,7 @@ if cfg.quick:
 else:
     test_all = data.load("cifar10", "test")
 assert len(test_all) == 10_000
-logits, labels = predict(resnet20, make_loader(test_all, batch_size=500), cfg.device)
+logits, labels = extract(resnet20, make_loader(test_all, batch_size=500), device=cfg.device)
 acc20 = (logits.argmax(1) == labels).float().mean().item()
 print(f"ResNet-20 on CIFAR-10 test: measured {100 * acc20:.2f}%  |  published (upstream README) "
       f"{models.PUBLISHED_TOP1[20]:.2f}%")

@@ -83,7 +83,7 @@ from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 import course_lib
-from course_lib import adaptation, data, features, models, score_ranking, transferability, zoo
+from course_lib import adaptation, data, images, loops, models, score_ranking, transferability, zoo
 
 cfg = course_lib.setup()
 # Which profile runs, what this notebook reads, and what the full profile downloads the first time:
@@ -95,7 +95,7 @@ print(data.profile_note(["cifar10", "pneumoniamnist", "usps", "mnist", "mnist_m"
 #
 # The target task of this lesson is **PneumoniaMNIST**: 28×28 chest X-rays, normal vs pneumonia. The
 # source is a ResNet-20 trained on CIFAR-10 (airplanes, cats, trucks, ...). Grayscale X-rays become
-# 3×32×32 with `features.to_rgb(x, 32)`. In the `quick` profile we use a fixed random subset of the
+# 3×32×32 with `images.to_rgb(x, 32)`. In the `quick` profile we use a fixed random subset of the
 # PneumoniaMNIST training split (1,000 of its 4,708 images); the test split is the official one (624).
 
 # %%
@@ -104,7 +104,7 @@ pneu = {s: data.load("pneumoniamnist", s) for s in data.SPLITS}
 if N_TARGET is not None:
     keep = torch.randperm(len(pneu["train"]), generator=torch.Generator().manual_seed(cfg.seed))[:N_TARGET]
     pneu["train"] = pneu["train"].subset(keep.sort().values)
-target = {s: (features.to_rgb(ds.images, 32), ds.labels) for s, ds in pneu.items()}
+target = {s: (images.to_rgb(ds.images, 32), ds.labels) for s, ds in pneu.items()}
 print({s: tuple(x.shape) for s, (x, _) in target.items()}, "| classes:", pneu["train"].classes)
 print("train label counts:", target["train"][1].bincount().tolist())
 
@@ -166,13 +166,13 @@ fig.tight_layout()
 # penultimate features (`model.features`), and fit a logistic regression on the target's training
 # images. The control is the very same architecture at its random initialisation
 # (`pretrained=False`): whatever it reaches comes from the architecture alone, not from CIFAR-10.
-# `features.extract` runs the frozen network once and caches the features; we measure test accuracy
+# `loops.extract` runs the frozen network once and caches the features; we measure test accuracy
 # and ROC AUC on the 624 official test X-rays.
 
 # %%
 def probe(net: nn.Module) -> dict[str, float]:
     """Logistic regression on frozen penultimate features: test accuracy and AUC."""
-    cache = {s: features.extract(net.features, TensorDataset(*target[s]), device=cfg.device) for s in ("train", "test")}
+    cache = {s: loops.extract(net.features, TensorDataset(*target[s]), device=cfg.device) for s in ("train", "test")}
     scaler = StandardScaler().fit(cache["train"][0].numpy())
     clf = LogisticRegression(max_iter=2000).fit(scaler.transform(cache["train"][0].numpy()), cache["train"][1].numpy())
     p = clf.predict_proba(scaler.transform(cache["test"][0].numpy()))[:, 1]

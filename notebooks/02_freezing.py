@@ -78,8 +78,11 @@ import torch.nn.functional as F
 import torchvision
 
 import course_lib
-from course_lib import data, features, finetune, models
-from course_lib.strategies import accuracy, balanced_subset, logits_of, split_frozen, train_classifier
+from course_lib import data, finetune, models
+from course_lib.finetune import split_frozen
+from course_lib.images import to_rgb
+from course_lib.loops import evaluate_accuracy, extract, predict, train_classifier
+from course_lib.tasks import balanced_subset
 
 cfg = course_lib.setup()
 # Which profile runs, what this notebook reads, and what the full profile downloads the first time:
@@ -164,20 +167,20 @@ for s, (trainable, total) in CHAPTER_PRINTS.items():
 # %%
 cifar_val = data.load("cifar10", "val")
 probe_x, probe_y = cifar_val.images[:500], cifar_val.labels[:500]
-xray = features.to_rgb(data.load("pneumoniamnist", "train").images[:320], 32)  # grey 28x28 -> RGB 32x32
+xray = to_rgb(data.load("pneumoniamnist", "train").images[:320], 32)  # grey 28x28 -> RGB 32x32
 
 chapter = models.cifar_resnet(20)
 for p in chapter.parameters():  # the chapter's 'all' strategy
     p.requires_grad = False
 before_mean = chapter.bn1.running_mean.clone()
-before_logits, before_acc = logits_of(chapter, probe_x), accuracy(chapter, probe_x, probe_y)
+before_logits, before_acc = predict(chapter, probe_x), evaluate_accuracy(chapter, probe_x, probe_y)
 chapter.train()
 with torch.no_grad():
     for batch in xray.split(64):  # five forward passes, no optimizer anywhere
         chapter(batch)
 moved = (chapter.bn1.running_mean - before_mean).abs().max().item()
-change = (logits_of(chapter, probe_x) - before_logits).abs().max().item()
-after_acc = accuracy(chapter, probe_x, probe_y)
+change = (predict(chapter, probe_x) - before_logits).abs().max().item()
+after_acc = evaluate_accuracy(chapter, probe_x, probe_y)
 print(f"bn1.running_mean moved by up to {moved:.3f}; eval-mode logits changed by up to {change:.2f}")
 print(f"CIFAR-10 accuracy of the 'frozen' model: {before_acc:.1%} before, {after_acc:.1%} after")
 assert moved > 0.05 and change > 1.0
@@ -193,14 +196,14 @@ course_lib.record("bn_trap_cifar_acc_after", after_acc)
 # %%
 fixed = finetune.freeze(models.cifar_resnet(20), "all")
 buffers = {k: v.clone() for k, v in fixed.state_dict().items() if "running" in k}
-before_logits = logits_of(fixed, probe_x)
+before_logits = predict(fixed, probe_x)
 fixed.train()
 with torch.no_grad():
     for batch in xray.split(64):
         fixed(batch)
 assert isinstance(fixed.bn1, finetune.FrozenBatchNorm2d) and not fixed.bn1.training
 assert all(torch.equal(v, fixed.state_dict()[k]) for k, v in buffers.items())
-assert torch.equal(logits_of(fixed, probe_x), before_logits)
+assert torch.equal(predict(fixed, probe_x), before_logits)
 print(f"{len(buffers)} running-stat buffers unchanged after model.train() and 5 forward passes")
 
 # %% [markdown]
@@ -247,20 +250,20 @@ except ValueError as err:
 # A frozen backbone (no gradients, BatchNorm in eval mode) maps an image to the same feature vector in
 # every epoch. So training the head on features computed **once** gives the same head as running the
 # backbone every epoch, only faster. Inline, the features of a CIFAR ResNet are its stem, three stages
-# and a global average pool; `features.extract` computes the same thing over a dataset:
+# and a global average pool; `loops.extract` computes the same thing over a dataset:
 
 # %%
 pneu = {s: data.load("pneumoniamnist", s) for s in ("train", "test")}
 demo_idx = balanced_subset(pneu["train"].labels, cfg.pick(500, 2000), seed=0)
 demo = pneu["train"].subset(demo_idx)
-demo_x = features.to_rgb(demo.images, 32)
+demo_x = to_rgb(demo.images, 32)
 
 backbone = finetune.freeze(models.cifar_resnet(20, num_classes=2), "all")
 with torch.no_grad():  # inline: the forward pass up to the pooled 64-d vector
     h = F.relu(backbone.bn1(backbone.conv1(backbone.normalize(demo_x[:8]))))
     inline = F.adaptive_avg_pool2d(backbone.layer3(backbone.layer2(backbone.layer1(h))), 1).flatten(1)
 t0 = time.perf_counter()
-cached, cached_y = features.extract(backbone.features, demo, transform=lambda x: features.to_rgb(x, 32))
+cached, cached_y = extract(backbone.features, demo, transform=lambda x: to_rgb(x, 32))
 t_extract = time.perf_counter() - t0
 assert torch.allclose(inline, cached[:8], atol=1e-5) and torch.equal(cached_y, demo.labels)
 print(f"cached features {tuple(cached.shape)} in {t_extract:.2f} s")
@@ -284,10 +287,10 @@ t0 = time.perf_counter()
 train_classifier(head, cached, cached_y, epochs, lr=1e-2, seed=1, desc="cached features")
 t_cached = time.perf_counter() - t0 + t_extract  # the one-off extraction counts against the cache
 
-test_x = features.to_rgb(pneu["test"].images, 32)
-live_logits = logits_of(backbone, test_x)
-test_feats, _ = features.extract(backbone.features, pneu["test"], transform=lambda x: features.to_rgb(x, 32))
-cached_logits = logits_of(head, test_feats)
+test_x = to_rgb(pneu["test"].images, 32)
+live_logits = predict(backbone, test_x)
+test_feats, _ = extract(backbone.features, pneu["test"], transform=lambda x: to_rgb(x, 32))
+cached_logits = predict(head, test_feats)
 print(f"{epochs} epochs on {len(demo_x)} images: backbone every epoch {t_live:.2f} s, "
       f"cached {t_cached:.2f} s (extraction included): {t_live / t_cached:.1f}x faster")
 print(f"largest logit difference on the {len(test_x)} test X-rays: {(live_logits - cached_logits).abs().max():.2e}")
@@ -314,7 +317,7 @@ assert torch.allclose(backbone.fc.weight, head.weight, atol=1e-5)
 #   *test* set, so the source has never seen them (quick: the 60/30 carve of it for pool/test, with
 #   1,000 test images; full: 7,000 pool / 3,000 test).
 # * **dissimilar**: PneumoniaMNIST chest X-rays (normal vs pneumonia), grey 28×28 made RGB 32×32 with
-#   `features.to_rgb`; official train split as the pool, official test split (624) for evaluation.
+#   `images.to_rgb`; official train split as the pool, official test split (624) for evaluation.
 #
 # Four strategies, same architecture (ResNet-20 with a new 2-class head):
 #
@@ -370,7 +373,7 @@ with config.one_thread_on_cpu(cfg.device):  # the grid's runs use one CPU thread
     groups = [{"params": list(net.layer3.parameters()), "lr": 1e-3}, {"params": list(net.fc.parameters()), "lr": 1e-2}]
     epochs = max(1, round(grid_recipe.steps * grid_recipe.batch_size / n))
     train_classifier(top, h_train, pool_y[idx], epochs, groups, grid_recipe.batch_size, seed, progress=False)
-    p_inline = logits_of(top, h_test).softmax(1)[:, 1]
+    p_inline = predict(top, h_test).softmax(1)[:, 1]
 
 p_library = strategy_grid.train_run("partial", pool_x[idx], pool_y[idx], xray_test_x, grid_recipe, seed, cfg.device)
 print(f"partial, {n} X-rays, seed {seed}: test accuracy {((p_inline > 0.5).long() == xray_test_y).float().mean():.3f} "

@@ -83,8 +83,8 @@ from tqdm.auto import tqdm
 
 import course_lib
 from course_lib import data, finetune, models, schedules, widgets
-from course_lib.features import to_rgb
-from course_lib.train import make_loader, predict
+from course_lib.images import to_rgb
+from course_lib.loops import extract, make_loader
 
 cfg = course_lib.setup()
 # Which profile runs, what this notebook reads, and what the full profile downloads the first time:
@@ -483,7 +483,7 @@ def finetune_run(method: str, seed: int) -> tuple[float, float]:
             opt.step()
             sched.step()
     assert sched.last_epoch == TOTAL_STEPS
-    logits, labels = predict(model, test_loader, cfg.device)
+    logits, labels = extract(model, test_loader, device=cfg.device)
     acc = (logits.argmax(1) == labels).float().mean().item()
     return acc, roc_auc_score(labels.numpy(), logits.softmax(1)[:, 1].numpy())
 

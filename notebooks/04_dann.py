@@ -85,7 +85,7 @@ from IPython.display import display
 from torch.utils.data import DataLoader, TensorDataset
 
 import course_lib
-from course_lib import adaptation, data, plots, stats, widgets
+from course_lib import adaptation, data, loops, plots, stats, widgets
 from course_lib.adaptation import digits
 
 cfg = course_lib.setup()
@@ -176,7 +176,10 @@ except NameError as err:
 # %% [markdown]
 # ### ERRATA 4.4 · λ per *epoch*, and no learning-rate annealing
 #
-# In the paper, p ∈ [0, 1] is training progress over **iterations**, and λ(p) = 2/(1 + e^(−10p)) − 1
+# In the paper, p ∈ [0, 1] is training progress over **iterations**, and
+#
+# $$\lambda(p) = \frac{2}{1 + e^{-10 p}} - 1$$
+#
 # rises smoothly from 0. The chapter computes it once per epoch from `epoch / epochs`, so λ is a
 # staircase, and **exactly 0 for the whole first epoch**: the feature extractor gets no domain
 # gradient at all then. With the chapter's 50 epochs and our source split's batches per epoch (93 in quick):
@@ -468,7 +471,7 @@ src_acc, bn_acc, dann_acc, oracle_acc = (float(np.mean(accs(mm_res, m))) for m i
 # * DANN stays more than 15 points below the oracle.
 
 # %%
-src_on_source = np.mean([adaptation.accuracy(m, *mm.source_test) for m in mm_res["source"][0]])
+src_on_source = np.mean([loops.evaluate_accuracy(m.classify, *mm.source_test, batch_size=1000) for m in mm_res["source"][0]])
 print(f"source-only: MNIST test {src_on_source:.3f}, MNIST-M test {src_acc:.3f}")
 assert src_on_source - src_acc > 0.30 and oracle_acc - src_acc > 0.30
 bn_gain, adv_gain, dann_gain = gap(mm_res, "bn_only", "source"), gap(mm_res, "dann", "bn_only"), gap(mm_res, "dann", "source")
@@ -502,8 +505,8 @@ n_show = 1000
 feats = {}
 for method in ("source", "dann"):
     model = mm_res[method][0][0]
-    fs, _ = adaptation.features_and_logits(model, mm.source_test[0][:n_show])
-    ft, _ = adaptation.features_and_logits(model, mm.target_test[0][:n_show])
+    fs = loops.predict(model.embed, mm.source_test[0][:n_show], batch_size=1000)
+    ft = loops.predict(model.embed, mm.target_test[0][:n_show], batch_size=1000)
     feats[method] = (fs, ft)
 pad = {m: adaptation.proxy_a_distance(*feats[m], seed=cfg.seed) for m in feats}
 dom_acc = mm_res["dann"][1][0][-1]["domain_acc"]

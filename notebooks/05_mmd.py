@@ -32,10 +32,10 @@
 # the distance between the two feature distributions directly and adds it to the loss (DAN, Long et al.
 # 2015). With a kernel k,
 #
-# MMD²(P, Q) = E k(x, x′) + E k(y, y′) − 2 E k(x, y),  x, x′ ~ P, y, y′ ~ Q,
+# $$\mathrm{MMD}^2(P, Q) = \mathbb{E}\,k(x, x') + \mathbb{E}\,k(y, y') - 2\,\mathbb{E}\,k(x, y)$$
 #
-# and with a *characteristic* kernel such as the Gaussian RBF k(a, b) = exp(−‖a − b‖² / (2σ²)) it is 0
-# only when P = Q. We
+# for independent x, x′ ~ P and y, y′ ~ Q, and with a *characteristic* kernel such as the Gaussian RBF $k(a, b) = \exp(-\lVert a - b \rVert^2 / 2\sigma^2)$
+# it is 0 only when P = Q. We
 #
 # 1. write the estimator inline and check it against `course_lib.adaptation.mmd2`;
 # 2. run the chapter's function and watch four of its problems (ERRATA 5.1–5.3 and 1.1);
@@ -81,7 +81,7 @@ import torch
 from IPython.display import display
 
 import course_lib
-from course_lib import adaptation, stats, widgets
+from course_lib import adaptation, loops, stats, widgets
 from course_lib.adaptation import digits
 
 cfg = course_lib.setup()
@@ -124,7 +124,7 @@ mm = pairs["mnist_m"]
 src_model, _ = digits.trained("mnist_m", "source", seed=recipe.seeds[0], device=cfg.device, pair=mm)
 untrained = adaptation.DANN(10, (3, 28, 28)).to(cfg.device)  # the same network before training
 N = 300
-feat = lambda model, x: adaptation.features_and_logits(model, x[:N])[0]
+feat = lambda model, x: loops.predict(model.embed, x[:N], batch_size=1000)
 f_mnist, f_mnist2 = feat(src_model, mm.source_test[0]), feat(src_model, mm.source_test[0][N:])
 f_mnistm, f_usps = feat(src_model, mm.target_test[0]), feat(src_model, pairs["usps"].target_test[0])
 f0_mnist, f0_mnistm = feat(untrained, mm.source_test[0]), feat(untrained, mm.target_test[0])
@@ -200,7 +200,7 @@ assert t_mm["unbiased, median σ"] > 20 * abs(t_same["unbiased, median σ"])
 # upwards. Twenty pairs of disjoint MNIST samples, each estimate at the median σ:
 
 # %%
-all_mnist = adaptation.features_and_logits(src_model, mm.source_test[0][:2000])[0]
+all_mnist = loops.predict(src_model.embed, mm.source_test[0][:2000], batch_size=1000)
 gen = torch.Generator().manual_seed(cfg.seed)
 biased, unbiased = [], []
 for _ in range(20):

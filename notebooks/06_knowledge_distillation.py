@@ -34,9 +34,11 @@
 # (Hinton, Vinyals & Dean 2015) trains the student on the teacher's **softened** output distribution
 # as well as on the labels:
 #
-# L = α · T² · KL(softmax(t/T) ‖ softmax(s/T)) + (1 − α) · CE(y, softmax(s)),
+# $$L = \alpha\, T^2\, \mathrm{KL}(p_T \,\|\, q_T) + (1 - \alpha)\, \mathrm{CE}(y, q_1),$$
 #
-# where t and s are the teacher's and the student's logits and T ≥ 1 is a temperature. We
+# where t and s are the teacher's and the student's logits, $p_T = \operatorname{softmax}(t/T)$ and
+# $q_T = \operatorname{softmax}(s/T)$ their distributions softened by a temperature T ≥ 1 ($q_1$ is the student's
+# ordinary softmax). We
 #
 # 1. take a real teacher, the pretrained CIFAR-10 ResNet-56 (the chapter never trains its teacher);
 # 2. write the loss inline, check it against the chapter's and `course_lib.distill.kd_loss`, and
@@ -89,7 +91,7 @@ import torch.nn.functional as F
 from IPython.display import display
 
 import course_lib
-from course_lib import config, data, distill, kd_curves, models, plots, stats, strategies, widgets
+from course_lib import config, data, distill, kd_curves, loops, models, plots, stats, tasks, widgets
 
 cfg = course_lib.setup()
 # Which profile runs, what this notebook reads, and what the full profile downloads the first time:
@@ -118,7 +120,7 @@ WIDTH = 16  # StudentCNN channels: 16, 32, 64
 train, test = data.load("cifar10", "train"), data.load("cifar10", "test")
 classes = train.classes
 print(data.describe("cifar10"))
-idx = strategies.balanced_subset(train.labels, N_TRAIN, seed=cfg.seed) if N_TRAIN else torch.arange(len(train))
+idx = tasks.balanced_subset(train.labels, N_TRAIN, seed=cfg.seed) if N_TRAIN else torch.arange(len(train))
 x_train, y_train = train.images[idx], train.labels[idx]
 x_test, y_test = test.images, test.labels
 print(f"student training images: {len(x_train):,} ({torch.bincount(y_train).tolist()} per class); "
@@ -429,7 +431,7 @@ for name, (model, logits) in rows.items():
                    "agreement": (logits.argmax(1) == t_test.argmax(1)).float().mean().item(),
                    "KL at T": distill.kd_loss(logits, t_test, y_test, T, 1.0).soft.item() / T ** 2}
 for name, (model, _) in runs.items():
-    table[f"student, {name}"]["train acc"] = strategies.accuracy(model, x_train, y_train)
+    table[f"student, {name}"]["train acc"] = loops.evaluate_accuracy(model, x_train, y_train)
 print(f"{'':22s}{'params':>9s}{'ms/batch':>10s}{'test acc':>10s}{'train acc':>10s}{'agreement':>10s}{'KL at T':>9s}")
 for name, r in table.items():
     train_acc = f"{r['train acc']:10.4f}" if "train acc" in r else f"{'—':>10s}"
@@ -487,7 +489,7 @@ if cfg.quick:  # the quick budget's findings
 
 # %%
 N_LABELLED = len(x_train) // 10
-labelled = strategies.balanced_subset(y_train, N_LABELLED, seed=cfg.seed)
+labelled = tasks.balanced_subset(y_train, N_LABELLED, seed=cfg.seed)
 y_partial = torch.full_like(y_train, distill.UNLABELLED)
 y_partial[labelled] = y_train[labelled]
 print(f"{N_LABELLED:,} labelled images ({torch.bincount(y_train[labelled]).tolist()} per class), "
@@ -502,7 +504,7 @@ torch.manual_seed(cfg.seed)
 few["distilled, few labels"] = distill.StudentCNN(WIDTH).to(cfg.device)
 distill.train_student(few["distilled, few labels"], x_train, y_partial, EPOCHS, cached_logits=t_train, T=T,
                       alpha=ALPHA, lr=LR, batch_size=BATCH, seed=cfg.seed, desc="distilled, few labels")
-few_acc = {name: strategies.accuracy(model, x_test, y_test) for name, model in few.items()}
+few_acc = {name: loops.evaluate_accuracy(model, x_test, y_test) for name, model in few.items()}
 few_acc["scratch, all labels (above)"] = scr["test acc"]
 for name, acc in few_acc.items():
     print(f"{name:30s} test acc {acc:.4f}")
@@ -551,7 +553,7 @@ x_all, y_all = train.images, train.labels  # the transfer set: the whole trainin
 ts_logits = kd_curves.teacher_logits(device=cfg.device)  # the teacher's logits on it, cached (one CPU thread)
 assert torch.allclose(ts_logits[idx], t_train, atol=1e-3)  # the same teacher as in section 1
 n0, seed0 = ts.sizes[0], ts.seeds[0]
-lab0 = strategies.balanced_subset(y_all, n0, seed=seed0)
+lab0 = tasks.balanced_subset(y_all, n0, seed=seed0)
 y0 = torch.full_like(y_all, distill.UNLABELLED)
 y0[lab0] = y_all[lab0]
 print(f"transfer set: {len(x_all):,} images, {n0} labelled; {ts.epochs} epochs of {ts.batch_size}-image batches")
@@ -563,7 +565,7 @@ with config.one_thread_on_cpu(cfg.device):  # the cached runs use one CPU thread
 
 ts_runs = kd_curves.runs(device=cfg.device, part="curve")
 cached0 = ts_runs[n0, (ts.T, ts.alpha), seed0]["test"]
-mine_test = strategies.logits_of(mine, x_test)
+mine_test = loops.predict(mine, x_test)
 print(f"max |Δlogit| between this run and the cached one: {(mine_test - cached0).abs().max():.1e}")
 if cfg.device.type == "cpu":  # exact on a CPU; a GPU's non-deterministic kernels make two runs differ slightly
     assert torch.allclose(mine_test, cached0, atol=1e-4)

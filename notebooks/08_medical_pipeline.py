@@ -86,7 +86,7 @@ from torchvision import transforms
 import course_lib
 from course_lib import data, distill, metrics, pipeline, plots
 from course_lib.augment import XRayAugment
-from course_lib.features import to_rgb
+from course_lib.images import to_rgb
 
 cfg = course_lib.setup()
 # Which profile runs, what this notebook reads, and what the full profile downloads the first time:
@@ -564,7 +564,7 @@ for name, pretrained, kw in (("transfer: fine-tuned", True, FINETUNE),
     pipe = pipeline.TransferLearningPipeline(BACKBONE(pretrained), batch_size=32, max_epochs=cfg.pick(4, 40),
                                              patience=cfg.pick(2, 8), seed=cfg.seed, **kw)
     pipe.fit(b_train, b_val)
-    b_reports[name] = pipe.evaluate(b_test, b_val)
+    b_reports[name] = pipe.report(b_test, b_val)
 print(f"{'BreastMNIST test (n=156), measured':38s}" + "".join(f"{c[:10]:>11s}" for c in cols))
 for name, r in b_reports.items():
     print(f"{name:38s}" + "".join(f"{v:11.3f}" for v in r.row().values()))

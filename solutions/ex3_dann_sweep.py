@@ -85,7 +85,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 import course_lib
-from course_lib import adaptation, stats
+from course_lib import adaptation, loops, stats
 from course_lib.adaptation import digits
 
 cfg = course_lib.setup()
@@ -404,12 +404,12 @@ def domain_head_accuracy(model: adaptation.DANN, xs: torch.Tensor, xt: torch.Ten
 xs_test, xt_test = pair.source_test[0][:N_PAD], pair.target_test[0][:N_PAD]
 val_seeds, test_seeds, pad, head_acc = {}, {}, {}, {}
 for key, seed_runs in tqdm(runs.items(), desc="measure"):
-    val_seeds[key] = [adaptation.accuracy(model, *pair.target_val) for model, _ in seed_runs]
+    val_seeds[key] = [loops.evaluate_accuracy(model.classify, *pair.target_val, batch_size=1000) for model, _ in seed_runs]
     test_seeds[key] = [history[-1]["target_acc"] for _, history in seed_runs]  # target test, after the last step
     pads = []
     for model, _ in seed_runs:
-        fs, _ = adaptation.features_and_logits(model, xs_test)
-        ft, _ = adaptation.features_and_logits(model, xt_test)
+        fs = loops.predict(model.embed, xs_test, batch_size=1000)
+        ft = loops.predict(model.embed, xt_test, batch_size=1000)
         pads.append(adaptation.proxy_a_distance(fs, ft, seed=cfg.seed))
     pad[key] = float(np.mean(pads))
     if key != "source":  # source-only never trains its domain head
@@ -417,8 +417,8 @@ for key, seed_runs in tqdm(runs.items(), desc="measure"):
 val_acc = {k: float(np.mean(v)) for k, v in val_seeds.items()}
 test_acc = {k: float(np.mean(v)) for k, v in test_seeds.items()}
 model01 = runs[0.1][0][0]
-mine = proxy_a_distance(*[adaptation.features_and_logits(model01, x)[0] for x in (xs_test, xt_test)], seed=cfg.seed)
-lib = adaptation.proxy_a_distance(*[adaptation.features_and_logits(model01, x)[0] for x in (xs_test, xt_test)],
+mine = proxy_a_distance(*[loops.predict(model01.embed, x, batch_size=1000) for x in (xs_test, xt_test)], seed=cfg.seed)
+lib = adaptation.proxy_a_distance(*[loops.predict(model01.embed, x, batch_size=1000) for x in (xs_test, xt_test)],
                                   seed=cfg.seed)
 print(f"PAD of the λ_max = 0.1 features, seed {SEEDS[0]}: yours {mine:.3f}, course_lib {lib:.3f}")
 assert abs(mine - lib) < 0.1

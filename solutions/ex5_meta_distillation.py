@@ -406,7 +406,7 @@ assert abs(query.item() - before) > 1e-3 and rel > 0.01
 # steps as meta-distillation). Against MAML it asks whether the teacher helps at adaptation time; against
 # meta-distillation, whether it also has to be there during meta-training. It runs here, with your
 # `adapt`, on the first `KD_EPISODES` test episodes for each seed and shot count (checked against
-# `meta.evaluate` on the first two).
+# `meta.episode_accuracies` on the first two).
 
 # %%
 KD_EPISODES = cfg.pick(40, RECIPE.maml_test_episodes)
@@ -429,7 +429,7 @@ for k in SHOTS:
     eps = [meta_grid.episode(test_x, s, q, k).to(cfg.device) for s, q in test_eps[k][:KD_EPISODES]]
     per_seed["KD at adaptation", k] = torch.tensor([[kd_accuracy(maml[s], teachers[s], e) for e in eps]
                                                     for s in tqdm(SEEDS, desc=f"KD at adaptation, {k}-shot")])
-    ref = meta.evaluate(maml[0], eps[:2], INNER_STEPS, INNER_LR, teacher=teachers[0], alpha=ALPHA, T=T)
+    ref = meta.episode_accuracies(maml[0], eps[:2], INNER_STEPS, INNER_LR, teacher=teachers[0], alpha=ALPHA, T=T)
     assert torch.allclose(per_seed["KD at adaptation", k][0, :2], ref)
     for m in meta_grid.METHODS:
         per_seed[m, k] = torch.stack([runs[m, s]["acc"][k][:KD_EPISODES] for s in SEEDS])  # (seeds, E)

@@ -292,8 +292,14 @@ def test_microbench_sentence_reports_the_measured_ratios():
              "mmd": [{"n": 256, "d": 256, "speedup": 8.0, "peak_mib_chapter": 128.0, "peak_mib_course_lib": 4.0},
                      {"n": 2048, "d": 256, "speedup": 17.64, "peak_mib_chapter": 8192.0, "peak_mib_course_lib": 80.0}]}
     text = bench._micro_sentence(micro)
-    assert "(1 thread, d UTC)" in text and "8.0–17.6× faster" in text and "32–102× less peak memory" in text
+    assert "(1 thread, d UTC)" in text and "8× / 18× faster" in text and "N = 256 / 2048" in text
+    assert "32–102× less peak memory" in text and "ratio at N = 256 is the steadier one" in text
     assert "(8192 vs 80 MiB at N = 2048)" in text and "5.2× faster" in text and "2.0× more images" in text
+    assert "float64 reference" not in text  # not measured in this file
+    for row, err in zip(micro["mmd"], (3e-7, 6e-7)):
+        row.update(rel_err_course_lib=err, rel_err_chapter=err * 40)
+    text = bench._micro_sentence(micro)
+    assert "within 6.0e-07 of a float64 reference (the chapter's float32 mean: up to 2.4e-05)" in text
 
 
 def test_readme_table_reads_list_entries_and_the_transfer_vs_scratch_row():

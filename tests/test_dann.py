@@ -82,7 +82,7 @@ def test_forever_cycles_the_shorter_loader():
 
 
 def test_shuffled_batches_reshuffle_each_pass_and_drop_the_last_partial_batch():
-    from course_lib.adaptation.train import shuffled_batches
+    from course_lib.adaptation.adapt import shuffled_batches
     batches = list(itertools.islice(shuffled_batches(10, 4, seed=0), 4))  # 2 batches per pass
     assert all(b.shape == (4,) for b in batches)
     for first, second in (batches[:2], batches[2:]):

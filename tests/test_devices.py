@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import TensorDataset
 
-from course_lib import adaptation, config, distill, features, meta, models, strategies, train, zoo
+from course_lib import adaptation, config, distill, loops, meta, models, zoo
 from fakecuda import fake_cuda, notebook_function
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,17 +49,19 @@ def _dann() -> nn.Module:
 LABELS = torch.tensor([0, 1, 2, 3, 0, 1])
 # name -> (model factory, call(model) with CPU inputs)
 CASES: dict[str, tuple[Callable[[], nn.Module], Callable[[nn.Module], object]]] = {
-    "features.extract": (_resnet, lambda m: features.extract(m.features, TensorDataset(_images(), LABELS))),
+    "loops.extract": (_resnet, lambda m: loops.extract(m.features, TensorDataset(_images(), LABELS))),
+    "loops.extract(loader)": (_resnet, lambda m: loops.extract(m, loops.make_loader(TensorDataset(_images(), LABELS),
+                                                                                    4))),
+    "loops.predict": (_resnet, lambda m: loops.predict(m, _images())),
+    "loops.evaluate_accuracy": (_resnet, lambda m: loops.evaluate_accuracy(m, _images(), LABELS)),
+    "loops.train_classifier": (_resnet, lambda m: loops.train_classifier(m, _images(), LABELS, 1, 1e-3, 4,
+                                                                         progress=False)["train_loss"]),
     "zoo.source_outputs": (_resnet, lambda m: zoo.source_outputs(m, _images())),
     "distill.teacher_logits": (_resnet, lambda m: distill.teacher_logits(m, _images())),
-    "strategies.logits_of": (_resnet, lambda m: strategies.logits_of(m, _images())),
-    "strategies.accuracy": (_resnet, lambda m: strategies.accuracy(m, _images(), LABELS)),
-    "train.predict": (_resnet, lambda m: train.predict(m, train.make_loader(TensorDataset(_images(), LABELS), 4))),
-    "train.evaluate": (_resnet, lambda m: train.evaluate(m, train.make_loader(TensorDataset(_images(), LABELS), 4))),
-    "adaptation.features_and_logits": (_dann, lambda m: adaptation.features_and_logits(m, _images(size=28))),
-    "adaptation.accuracy": (_dann, lambda m: adaptation.accuracy(m, _images(size=28), LABELS)),
+    "DANN.embed": (_dann, lambda m: loops.predict(m.embed, _images(size=28))),
+    "DANN.classify": (_dann, lambda m: loops.evaluate_accuracy(m.classify, _images(size=28), LABELS)),
     "meta.adapted_accuracy": (_conv4, lambda m: meta.adapted_accuracy(m, _episode(), steps=1, lr=0.1)),
-    "meta.evaluate": (_conv4, lambda m: meta.evaluate(m, [_episode()], steps=1, lr=0.1)),
+    "meta.episode_accuracies": (_conv4, lambda m: meta.episode_accuracies(m, [_episode()], steps=1, lr=0.1)),
     "meta.prototype_accuracy": (_conv4, lambda m: meta.prototype_accuracy(meta.PrototypeTeacher(m[:-1]), [_episode()])),
     "distill.time_inference": (_resnet, lambda m: type(distill.time_inference(m, _images(), repeats=1))),
 }

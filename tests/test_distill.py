@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from course_lib import distill, strategies
+from course_lib import distill, loops
 
 
 def _logits(n: int = 16, c: int = 10, seed: int = 0, scale: float = 3.0):
@@ -154,7 +154,7 @@ def test_train_student_learns_and_is_seeded():
         runs.append((student, hist))
     assert runs[0][1][-1]["hard"] < runs[0][1][0]["hard"]
     assert all(h["soft"] == 0 for h in runs[0][1])
-    assert strategies.accuracy(runs[0][0], x, y) > 0.9
+    assert loops.evaluate_accuracy(runs[0][0], x, y) > 0.9
     for a, b in zip(runs[0][0].parameters(), runs[1][0].parameters()):
         assert torch.equal(a, b)
 

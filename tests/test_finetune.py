@@ -129,3 +129,28 @@ def test_param_groups_fail_loudly_on_parameters_outside_stages(model):
     model.extra = nn.Linear(2, 2)
     with pytest.raises(ValueError, match="extra"):
         finetune.param_groups(model, 1e-3)
+
+
+@pytest.mark.parametrize("strategy,trunk_out", [("all", (64, 8, 8)), ("partial", (32, 16, 16)),
+                                                (2, (16, 32, 32)), ("none", (3, 32, 32))])
+def test_split_frozen_recomposes_the_model(strategy, trunk_out):
+    torch.manual_seed(0)
+    model = finetune.freeze(cifar_resnet(20, pretrained=False, num_classes=3), strategy)
+    trunk, top = finetune.split_frozen(model)
+    x = torch.rand(4, 3, 32, 32)
+    model.eval()
+    assert trunk(x).shape[1:] == trunk_out
+    assert torch.allclose(top(trunk(x)), model(x), atol=1e-5)
+    assert not any(p.requires_grad for p in trunk.parameters())
+    assert {id(p) for p in top.parameters()} == {id(p) for p in model.parameters() if p.requires_grad}
+    assert torch.allclose(top[:-1](trunk(x)), model.features(x), atol=1e-5)  # penultimate features
+    assert top[-1] is model.fc  # shared: training top trains the model
+
+
+def test_split_frozen_refuses_other_models_and_non_prefix_freezing():
+    with pytest.raises(ValueError, match="CifarResNet"):
+        finetune.split_frozen(nn.Sequential(nn.Linear(2, 2)))
+    model = cifar_resnet(20, pretrained=False)
+    model.layer3.requires_grad_(False)  # a frozen block above a trainable one
+    with pytest.raises(ValueError, match="prefix"):
+        finetune.split_frozen(model)

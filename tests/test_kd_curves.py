@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from course_lib import distill
+from course_lib import distill, loops
 from course_lib import kd_curves as kc
 from synthetic import bright_square
 
@@ -137,5 +137,5 @@ def test_train_run_on_a_cuda_device_matches_the_cpu(setting):
     on_cpu = kc.train_run(s.x, s.y, labelled, logits, setting, TINY, seed=0)
     with fake_cuda():
         on_cuda = kc.train_run(s.x, s.y, labelled, logits, setting, TINY, seed=0, device="cuda")
-        out = kc.logits_of(on_cuda, s.test_x)
-    assert out.device.type == "cpu" and torch.allclose(out, kc.logits_of(on_cpu, s.test_x), atol=1e-5)
+        out = loops.predict(on_cuda, s.test_x)
+    assert out.device.type == "cpu" and torch.allclose(out, loops.predict(on_cpu, s.test_x), atol=1e-5)

@@ -208,10 +208,10 @@ def test_meta_train_updates_the_student_but_never_the_teacher():
 def test_evaluate_leaves_the_model_unchanged_and_returns_per_episode_accuracy():
     model, eps = _linear(), [_episode(seed=s) for s in range(3)]
     before = copy.deepcopy(model.state_dict())
-    accs = meta.evaluate(model, eps, steps=2, lr=0.5)
+    accs = meta.episode_accuracies(model, eps, steps=2, lr=0.5)
     assert accs.shape == (3,) and ((accs >= 0) & (accs <= 1)).all()
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
-    assert torch.equal(meta.evaluate(model, eps, steps=0, lr=0.5),
+    assert torch.equal(meta.episode_accuracies(model, eps, steps=0, lr=0.5),
                        torch.tensor([(model(e.query_x).argmax(1) == e.query_y).float().mean().item() for e in eps]))
 
 
@@ -223,9 +223,9 @@ def test_functional_calls_refuse_batchnorm_that_would_update_running_stats():
     meta.check_functional(meta.conv4(2, channels=4))
 
 
-def test_head_reset_keeps_the_body_and_zeroes_a_new_head():
+def test_zero_head_params_keeps_the_body_and_zeroes_a_new_head():
     pre = meta.conv4(7, channels=4)
-    params = meta.head_reset(pre, 3)
+    params = meta.zero_head_params(pre, 3)
     assert params["17.weight"].shape == (3, 4) and params["17.weight"].abs().sum() == 0
     assert torch.equal(params["0.weight"], pre[0].weight) and not params["0.weight"].requires_grad
     assert set(params) == {n for n, _ in meta.conv4(3, channels=4).named_parameters()}

@@ -248,3 +248,23 @@ def test_gradient_matches_finite_differences():
     y = gauss(10, 3, 1, shift=0.7)
     for kernel in ("rbf", "multi"):
         assert torch.autograd.gradcheck(lambda a, kernel=kernel: mmd2(a, y, kernel, 1.3), (x,))
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "multi", "linear"])
+@pytest.mark.parametrize("unbiased", [False, True])
+def test_the_no_grad_path_equals_the_autograd_path(kernel, unbiased):
+    x, y = gauss(30, 4, 0), gauss(25, 4, 1, shift=0.5)
+    fast = mmd2(x, y, kernel, 1.5, unbiased)  # no autograd: centred once, one reused buffer
+    recorded = mmd2(x.clone().requires_grad_(True), y, kernel, 1.5, unbiased)
+    assert torch.allclose(fast, recorded.detach(), rtol=1e-10, atol=1e-14)
+    assert mmd2(x, x, kernel, 1.5, unbiased=False).abs() < 1e-12  # x is y: every block's diagonal is exact
+
+
+def test_kernel_matrix_writes_into_out_and_refuses_it_under_autograd():
+    a, b = gauss(6, 3, 0), gauss(5, 3, 1)
+    for kernel in ("rbf", "multi", "linear"):
+        out = torch.empty(6, 5, dtype=torch.float64)
+        got = kernel_matrix(a, b, kernel, 1.0, out=out)
+        assert got.data_ptr() == out.data_ptr() and torch.allclose(got, kernel_matrix(a, b, kernel, 1.0))
+    with pytest.raises(ValueError, match="autograd"):
+        kernel_matrix(a.requires_grad_(True), b, "rbf", 1.0, out=torch.empty(6, 5, dtype=torch.float64))

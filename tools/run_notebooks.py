@@ -8,6 +8,8 @@ profile): the notebooks take their CUDA code paths on the CPU, and a device mix-
 The committed notebooks are never executed in place (that would add outputs and upset Jupytext's
 pairing): they are copied to build/nbval/ first.  nbval runs with --nbval-lax (only cells marked
 NBVAL_CHECK_OUTPUT compare outputs; every cell must still run without error) and --nbval-current-env.
+Each executed notebook, with its outputs, is kept in build/executed/<folder>/ (tools/nbexecuted.py;
+build/executed-fakecuda/ with --fake-cuda): `make site` builds the course website from it.
 Budgets in the quick profile: 60 s per lesson (notebooks/), 90 s per solution (solutions/); the runtime
 table marks a notebook over its budget (a report only: it never fails the run).
 """
@@ -38,6 +40,7 @@ def main(argv: list[str]) -> int:
         env.update(COURSE_FAKE_CUDA="1", COURSE_PROFILE=env.get("COURSE_PROFILE", "quick"),
                    PYTHONPATH=f"{ROOT / 'tests' / 'fakecuda_site'}{os.pathsep}{env['PYTHONPATH']}")
         build = BUILD.with_name("nbval-fakecuda")
+    executed = build.with_name(build.name.replace("nbval", "executed"))
     unknown = [a for a in ours if a.startswith("-") or not (ROOT / a).is_dir()]
     if unknown:
         print(f"Not a folder of this repository: {unknown}. Usage: python tools/run_notebooks.py notebooks "
@@ -45,6 +48,7 @@ def main(argv: list[str]) -> int:
         return 2
     folders = ours or ["notebooks", "solutions"]
     shutil.rmtree(build, ignore_errors=True)
+    shutil.rmtree(executed, ignore_errors=True)
     copies = []
     for folder in folders:
         for nb in sorted((ROOT / folder).glob("*.ipynb")):
@@ -57,7 +61,8 @@ def main(argv: list[str]) -> int:
         return 1
     timing = build / "timing.json"
     cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "nbtiming",
-           f"--nbtiming-out={timing}", "-o", "cache_dir=build/.pytest_cache", "--rootdir", str(build),
+           f"--nbtiming-out={timing}", "-p", "nbexecuted", f"--nbexecuted-out={executed}",
+           "-o", "cache_dir=build/.pytest_cache", "--rootdir", str(build),
            *map(str, copies), *extra]
     code = subprocess.call(cmd, cwd=ROOT, env=env)
     print_table(json.loads(timing.read_text()) if timing.exists() else {})

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import course_lib
-from course_lib import adaptation
+from course_lib import loops
 from course_lib.adaptation import digits
 
 GRID = {"dann": (0.03, 0.1, 0.3, 1.0), "mmd": (0.3, 1.0, 3.0)}
@@ -40,7 +40,7 @@ def main() -> None:
                 for seed in args.seeds:
                     model, _ = digits.run(pair, method, lambda_max=lam, seed=seed, device=cfg.device, progress=False,
                                           cache=False, **digits.recipe_args(target, cfg.profile))
-                    accs.append(round(adaptation.accuracy(model, *pair.target_val), 4))
+                    accs.append(round(loops.evaluate_accuracy(model.classify, *pair.target_val, batch_size=1000), 4))
                 a = torch.tensor(accs)
                 rows.append({"target": target, "method": method, "lambda_max": lam, "val_acc": accs})
                 print(f"{target:8s} {method:7s} λ_max={lam:<4g} val acc {a.mean():.3f} ± {a.std():.3f}  {accs}",

@@ -74,11 +74,22 @@ class DANN(nn.Module):
         self.domain = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 2))
         self.feature_dim = dim
 
-    def forward(self, x: torch.Tensor, alpha: float = 1.0):
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1:] != self.input_shape:
             raise ValueError(f"this DANN was built for input {self.input_shape}, got {tuple(x.shape[1:])}")
-        f = self.features(x)
+        return x
+
+    def forward(self, x: torch.Tensor, alpha: float = 1.0):
+        f = self.features(self._check(x))
         return self.classifier(f), self.domain(grad_reverse(f, alpha)), f
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (N, K) for images x (N, C, H, W), without the domain head (for evaluation)."""
+        return self.classifier(self.features(self._check(x)))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Features (N, D) for images x (N, C, H, W): what the domain classifier and MMD see."""
+        return self.features(self._check(x))
 
 
 def domain_labels(n_source: int, n_target: int, device: torch.device | str) -> torch.Tensor:

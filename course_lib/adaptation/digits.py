@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 
 from .. import config, data
 from ..data.cache import cached, load_stamped, path_for
-from ..features import to_rgb
+from ..images import to_rgb
+from .adapt import train_adapted
 from .dann import DANN
-from .train import train_adapted
 
 SOURCE = "mnist"
 TARGETS = ("mnist_m", "usps")

@@ -22,6 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
+from ..loops import evaluate_accuracy, shuffled
 from .dann import DANN, dann_lambda, dann_lr, domain_labels
 from .mmd import mmd2
 
@@ -47,23 +48,41 @@ def shuffled_batches(n: int, batch_size: int, seed: int) -> Iterator[torch.Tenso
         raise ValueError(f"need 0 < batch_size <= n, got batch_size={batch_size}, n={n}")
     gen = torch.Generator().manual_seed(seed)
     while True:
-        yield from torch.randperm(n, generator=gen)[: n - n % batch_size].split(batch_size)
+        yield from shuffled(n, batch_size, gen, drop_last=True)
 
 
-@torch.inference_mode()
-def features_and_logits(model: DANN, x: torch.Tensor, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode features (N, D) and class logits (N, K) on the CPU for images x (N, C, H, W)."""
-    was = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    outs = [model(xb.to(device)) for xb in x.split(batch_size)]
-    model.train(was)
-    return torch.cat([f.cpu() for _, _, f in outs]), torch.cat([y.cpu() for y, _, _ in outs])
+def _check_domains(source: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor, method: str,
+                   batch_size: int) -> None:
+    if method not in METHODS:
+        raise ValueError(f"Unknown method {method!r}; use one of {METHODS}")
+    xs, ys = source
+    if len(xs) != len(ys):
+        raise ValueError(f"source images and labels differ in length: {len(xs)} vs {len(ys)}")
+    if xs.shape[1:] != target.shape[1:]:
+        raise ValueError(f"source and target images must have the same shape, got {tuple(xs.shape[1:])} "
+                         f"and {tuple(target.shape[1:])}; resize/convert them first (course_lib.images.to_rgb)")
+    if min(len(xs), len(target)) < batch_size:
+        raise ValueError(f"each domain needs at least batch_size={batch_size} images")
 
 
-def accuracy(model: DANN, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Label accuracy on images x (N, C, H, W) with labels y (N,), in eval mode."""
-    return (features_and_logits(model, x)[1].argmax(1) == y).float().mean().item()
+def adapted_loss(model: DANN, method: str, x_s: torch.Tensor, y_s: torch.Tensor, x_t: torch.Tensor,
+                 lam: float) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """One step's loss for ``method``: (loss, source class logits (n_s, K), extra logged values).
+
+    x_s (n_s, C, H, W) with labels y_s (n_s,) and x_t (n_t, C, H, W), all on the model's device.
+    """
+    if method == "source":
+        logits, _, _ = model(x_s)
+        return F.cross_entropy(logits, y_s), logits, {}
+    logits, dom, f = model(torch.cat([x_s, x_t]), alpha=lam)
+    logits, ns = logits[: len(x_s)], len(x_s)
+    if method == "dann":
+        labels = domain_labels(ns, len(x_t), x_s.device)
+        dloss = F.cross_entropy(dom, labels)
+        extra = {"domain_loss": dloss.item(), "domain_acc": (dom.argmax(1) == labels).float().mean().item()}
+        return F.cross_entropy(logits, y_s) + dloss, logits, extra  # the GRL already scales G_f's gradient by λ
+    gap = mmd2(f[:ns], f[ns:], kernel="multi")
+    return F.cross_entropy(logits, y_s) + lam * gap, logits, {"mmd2": gap.item()}
 
 
 def train_adapted(model: DANN, source: tuple[torch.Tensor, torch.Tensor], target: torch.Tensor, steps: int,
@@ -79,20 +98,11 @@ def train_adapted(model: DANN, source: tuple[torch.Tensor, torch.Tensor], target
     domain (independently); dropout draws from the global RNG, which ``course_lib.setup`` seeds.  The model
     is switched to ``channels_last`` memory format (faster convolutions; the same numbers up to rounding).
     """
-    if method not in METHODS:
-        raise ValueError(f"Unknown method {method!r}; use one of {METHODS}")
-    xs, ys = source
-    if len(xs) != len(ys):
-        raise ValueError(f"source images and labels differ in length: {len(xs)} vs {len(ys)}")
-    if xs.shape[1:] != target.shape[1:]:
-        raise ValueError(f"source and target images must have the same shape, got {tuple(xs.shape[1:])} "
-                         f"and {tuple(target.shape[1:])}; resize/convert them first (course_lib.features.to_rgb)")
+    _check_domains(source, target, method, batch_size)
     eval_every = eval_every or steps
     if steps < 1 or eval_every < 1:
         raise ValueError(f"steps and eval_every must be >= 1, got {steps} and {eval_every}")
-    if min(len(xs), len(target)) < batch_size:
-        raise ValueError(f"each domain needs at least batch_size={batch_size} images")
-    device = next(model.parameters()).device
+    (xs, ys), device = source, next(model.parameters()).device
     model.to(memory_format=torch.channels_last)  # ~30% faster convolutions on a CPU, same results up to rounding
     batches = zip(shuffled_batches(len(xs), batch_size, seed), shuffled_batches(len(target), batch_size, seed + 1))
     opt = torch.optim.SGD(model.parameters(), lr=lr0, momentum=0.9)
@@ -100,27 +110,12 @@ def train_adapted(model: DANN, source: tuple[torch.Tensor, torch.Tensor], target
     model.train()
     for step in tqdm(range(1, steps + 1), desc=method, disable=not progress, leave=False):
         i_s, i_t = next(batches)
-        x_s, y_s, x_t = xs[i_s].to(device), ys[i_s].to(device), target[i_t]
+        x_s, y_s = xs[i_s].to(device), ys[i_s].to(device)
         p = (step - 1) / steps
         lam = dann_lambda(p, gamma, lambda_max)
         for g in opt.param_groups:
             g["lr"] = dann_lr(p, lr0)
-        if method == "source":
-            logits, _, _ = model(x_s)
-            extra = {}
-            loss = F.cross_entropy(logits, y_s)
-        else:
-            logits, dom, f = model(torch.cat([x_s, x_t.to(device)]), alpha=lam)
-            logits, ns = logits[: len(x_s)], len(x_s)
-            if method == "dann":
-                labels = domain_labels(ns, len(x_t), device)
-                dloss = F.cross_entropy(dom, labels)
-                extra = {"domain_loss": dloss.item(), "domain_acc": (dom.argmax(1) == labels).float().mean().item()}
-                loss = F.cross_entropy(logits, y_s) + dloss  # the GRL already scales G_f's gradient by λ
-            else:
-                gap = mmd2(f[:ns], f[ns:], kernel="multi")
-                extra = {"mmd2": gap.item()}
-                loss = F.cross_entropy(logits, y_s) + lam * gap
+        loss, logits, extra = adapted_loss(model, method, x_s, y_s, target[i_t].to(device), lam)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -128,13 +123,18 @@ def train_adapted(model: DANN, source: tuple[torch.Tensor, torch.Tensor], target
             sums[k] = sums.get(k, 0.0) + v
         n += 1
         if step % eval_every == 0 or step == steps:
-            row = {"step": step, "lambda": lam if method != "source" else 0.0, "lr": opt.param_groups[0]["lr"],
-                   **{k: v / n for k, v in sums.items()}}
-            if target_test is not None:
-                row["target_acc"] = accuracy(model, *target_test)
-            history.append(row)
+            history.append(_row(model, step, lam if method != "source" else 0.0, opt, sums, n, target_test))
             sums, n = {}, 0
     return history
+
+
+def _row(model: DANN, step: int, lam: float, opt: torch.optim.Optimizer, sums: dict, n: int,
+         target_test: tuple[torch.Tensor, torch.Tensor] | None) -> dict:
+    """One history row: the schedule's values and the means of ``sums`` over ``n`` steps (+ target_acc)."""
+    row = {"step": step, "lambda": lam, "lr": opt.param_groups[0]["lr"], **{k: v / n for k, v in sums.items()}}
+    if target_test is not None:
+        row["target_acc"] = evaluate_accuracy(model.classify, *target_test, batch_size=1000)
+    return row
 
 
 def proxy_a_distance(source: torch.Tensor, target: torch.Tensor, seed: int = 0) -> float:

@@ -1,4 +1,4 @@
-"""adaptation.train: the shared DA loop (train_adapted), evaluation helpers and the proxy A-distance.
+"""adaptation.adapt: the shared DA loop (train_adapted), DANN's evaluation methods and the proxy A-distance.
 
 All data are synthetic: 1x16x16 images whose class is a bar's orientation; the target domain is the
 source with lower contrast and a brighter background.  ``forever`` is tested in test_dann.py.
@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from course_lib import adaptation
+from course_lib import adaptation, loops
 from course_lib.adaptation import dann_lambda, dann_lr, proxy_a_distance, train_adapted
 
 SHAPE = (1, 16, 16)
@@ -72,7 +72,7 @@ def test_history_rows_have_the_documented_keys(method, with_test):
         assert all(0 <= row["domain_acc"] <= 1 and row["domain_loss"] > 0 for row in hist)
     if with_test:
         assert all(0 <= row["target_acc"] <= 1 for row in hist)
-        assert hist[-1]["target_acc"] == pytest.approx(adaptation.accuracy(model, *test))
+        assert hist[-1]["target_acc"] == pytest.approx(loops.evaluate_accuracy(model.classify, *test, batch_size=1000))
 
 
 @pytest.mark.parametrize("method", ["source", "dann", "mmd"])
@@ -165,9 +165,9 @@ def test_source_only_does_not_depend_on_the_target_size():
 def test_source_only_learns_the_source():
     model = fresh_model()
     x_test, y_test = images(60, 11)
-    before = adaptation.accuracy(model, x_test, y_test)
+    before = loops.evaluate_accuracy(model.classify, x_test, y_test)
     hist = run(model, "source", 30, eval_every=10)
-    after = adaptation.accuracy(model, x_test, y_test)
+    after = loops.evaluate_accuracy(model.classify, x_test, y_test)
     assert after >= 0.8 and after > before + 0.3  # chance is 1/3
     losses = [row["class_loss"] for row in hist]
     assert all(a > b for a, b in zip(losses, losses[1:])) and losses[-1] < 0.7 * losses[0]
@@ -199,26 +199,24 @@ def test_train_adapted_bad_input():
 # ------------------------------------------------------------------ evaluation helpers
 
 
-def test_features_and_logits_and_accuracy():
+def test_classify_and_embed_are_the_forward_pass_heads():
     model = fresh_model()
     x, y = images(25, 3)
     model.train()
-    f, logits = adaptation.features_and_logits(model, x, batch_size=7)
+    f = loops.predict(model.embed, x, batch_size=7)
+    logits = loops.predict(model.classify, x, batch_size=7)
     assert model.training  # mode restored
     assert f.shape == (25, model.feature_dim) and logits.shape == (25, K)
-    f1, logits1 = adaptation.features_and_logits(model, x, batch_size=1000)
-    assert torch.allclose(f, f1, atol=1e-6) and torch.allclose(logits, logits1, atol=1e-5)  # eval: no dropout
     model.eval()
     with torch.no_grad():
         want_logits, _, want_f = model(x)
     assert torch.allclose(logits, want_logits, atol=1e-5) and torch.allclose(f, want_f, atol=1e-6)
-    acc = adaptation.accuracy(model, x, y)
+    acc = loops.evaluate_accuracy(model.classify, x, y)
     assert not model.training  # eval mode kept as it was
     assert acc == pytest.approx((want_logits.argmax(1) == y).float().mean().item())
-    assert adaptation.accuracy(model, x, want_logits.argmax(1)) == 1.0
-
-
-# ------------------------------------------------------------------ proxy A-distance
+    assert loops.evaluate_accuracy(model.classify, x, want_logits.argmax(1)) == 1.0
+    with pytest.raises(ValueError, match="built for input"):
+        model.classify(torch.rand(2, 3, 16, 16))
 
 
 def gauss(n, d, seed, shift=0.0):
