@@ -12,7 +12,6 @@ or ``$CHROMIUM``) and the ``playwright`` package; without them the tests are ski
 from __future__ import annotations
 
 import functools
-import os
 import re
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -22,7 +21,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "build" / "site"
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 LESSONS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
 EXERCISES = sorted(p.stem for p in (ROOT / "exercises").glob("ex*.ipynb"))
 PAGES = ["docs/glossary", "docs/references", "docs/errata", "results/README_results", "formulas"]
@@ -35,26 +33,6 @@ if not (SITE / "index.html").exists():
 def test_no_page_loads_anything_from_another_host():
     offenders = [str(p.relative_to(SITE)) for p in SITE.rglob("*.html") if EXTERNAL.search(p.read_text())]
     assert not offenders, f"pages that load a script, style or image from another host: {offenders}"
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    """Headless Chromium (as in test_widgets_in_lab.py); skips, with the reason, without it."""
-    playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
-                                         "(it is in environment.yml; run `make install`)")
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: install it (`apt-get install chromium`, which .ci/run does) "
-                    "or set $CHROMIUM")
-    with playwright_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
-            viewport={"width": 1400, "height": 1000},
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        try:
-            yield context
-        finally:
-            context.close()  # ends the Chromium process Playwright started
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -105,20 +105,6 @@ def lab(tmp_path_factory):
         log.close()
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    with playwright_api.sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path_factory.mktemp("chromium-profile")), executable_path=CHROMIUM, headless=True,
-            viewport={"width": 1400, "height": 1000},
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        try:
-            yield context
-        finally:
-            context.close()  # ends the Chromium process Playwright started
-
-
 def _wait_for_kernel(page, lab, lesson: str) -> None:
     """Until the server has an idle kernel for this notebook (JupyterLab starts it: autoStartDefaultKernel)."""
     deadline = time.monotonic() + 120
