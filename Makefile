@@ -25,10 +25,13 @@ LAB_ARGS ?= $(if $(filter 0,$(shell id -u)),--allow-root)
 lab: install
 	$(VENV)/bin/jupyter lab $(LAB_ARGS) notebooks/
 
+# The caches train while the unit tests run: the tests keep about one core busy (one process at a time),
+# the cache workers take the rest.  A unit-test failure stops the cache workers (their process group) too.
 test: install
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest tests --ignore=tests/browser
-	$(PY) tools/warm_caches.py
+	set -m; $(PY) tools/warm_caches.py & warm=$$!; trap 'kill -- -$$warm 2>/dev/null' EXIT; \
+	$(PY) -m pytest tests --ignore=tests/browser || exit 1; \
+	wait $$warm || exit 1; trap - EXIT
 	$(PY) tools/run_notebooks.py notebooks solutions
 	$(PY) tools/build_site.py
 	$(PY) -m pytest tests/browser

@@ -483,8 +483,8 @@ course_lib.record("strategy_paired_gap", {f"{t}: {a} - {b}": dict(zip(BUDGETS, g
 # * **transfer**: the CIFAR-10 ResNet-20 with every layer fine-tuned, ahead of the frozen features
 #   on X-rays in section 4 at every budget (partial is level with it);
 #   **scratch**: the same network from random weights;
-# * **two budgets**: the same number of Adam steps for both (*equal*), and 4× more (*generous*), where a
-#   network trained from scratch has time to catch up;
+# * **two budgets**: the same number of Adam steps for both (*equal*), and 3× more in `quick` (4× in `full`;
+#   *generous*), where a network trained from scratch has time to catch up;
 # * **early stopping**: every few steps the validation AUC is measured; the test AUC reported is the one at
 #   the best validation checkpoint within the budget;
 # * **seeds**: each seed picks the subset, the initial weights and the batch order. Both methods see the
@@ -549,14 +549,14 @@ fig.tight_layout()
 #   the luck of a seed;
 # * with all 4,708 images and the generous budget, scratch has **not** caught up: the interval still lies
 #   above 0. It is still improving there (generous above equal), so what holds it back is the training
-#   budget (400 steps are under three passes over the data), not the number of labels. Our CPU budget
-#   stops short of the regime where the papers see scratch catch up (their findings, not measured here):
+#   budget (300 steps of 32 images are about two passes over the data), not the number of labels. Our CPU
+#   budget stops short of the regime where the papers see scratch catch up (their findings, not measured here):
 #   He et al. (2019, *Rethinking ImageNet Pre-training*) matched ImageNet pretraining on COCO from scratch,
 #   given a longer schedule; Raghu et al. (2019, *Transfusion*) found ImageNet features of little help on
 #   medical images with 100,000+ labels.
 # * Section 4 (accuracy, 25 × 64 examples, 5 seeds, no early stopping) and this section (AUC, early stopping,
 #   5 seeds in `quick`) agree in direction: fine-tuning is ahead of scratch on X-rays. Section 4 alone
-#   could not tell whether scratch merely lacked steps; with 4× more, it still trails.
+#   could not tell whether scratch merely lacked steps; with 3× more, it still trails.
 #
 # Lesson 08 trains one pair at 1,000 labels and places it on this curve.
 
