@@ -56,12 +56,29 @@ def bootstrap_truth(test_y: ArrayLike, probs: Sequence[np.ndarray], n_boot: int 
     """(n_boot, S): each source's ``probe_metric`` on ``n_boot`` resamples of the test set (one resample
     shared by the S sources); probs is one (m, K) array per source."""
     test_y = _np(test_y)
+    m = len(test_y)
     rng = np.random.default_rng(seed)
-    out = np.empty((n_boot, len(probs)))
-    for b in range(n_boot):
-        idx = rng.integers(0, len(test_y), len(test_y))
-        out[b] = [probe_metric(test_y[idx], p[idx]) for p in probs]
-    return out
+    idx = np.stack([rng.integers(0, m, m) for _ in range(n_boot)])  # (n_boot, m), the same draws as one by one
+    for p in probs:
+        probe_metric(test_y, p)  # shapes checked once, with probe_metric's message
+    if any(p.shape[1] == 2 for p in probs):
+        counts = np.bincount((idx + m * np.arange(n_boot)[:, None]).ravel(), minlength=n_boot * m).reshape(n_boot, m)
+    return np.stack([_weighted_auc(test_y, p[:, 1], counts) if p.shape[1] == 2
+                     else (p.argmax(1)[idx] == test_y[idx]).mean(1) for p in probs], axis=1)
+
+
+def _weighted_auc(y: np.ndarray, score: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """ROC AUC (ties 1/2) of scores (m,) against labels (m,) in {0, 1} on B resamples given as multiplicities
+    counts (B, m): (B,).  Exact: the Mann-Whitney count is a sum of half-integers, divided once by P·N."""
+    order = np.argsort(score, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(score[order]) != 0])  # first index of each tie group
+    pos = np.add.reduceat(counts[:, order] * (y[order] == 1), starts, axis=1).astype(np.float64)  # (B, G)
+    neg = np.add.reduceat(counts[:, order] * (y[order] == 0), starts, axis=1).astype(np.float64)
+    n_pos, n_neg = pos.sum(1), neg.sum(1)
+    if (n_pos == 0).any() or (n_neg == 0).any():
+        raise ValueError("AUC needs both classes in every resample; use more test images")
+    below = np.cumsum(neg, axis=1) - neg  # negatives strictly below each group
+    return (pos * (below + 0.5 * neg)).sum(1) / (n_pos * n_neg)
 
 
 def rank_agreement(scores: Mapping[str, Sequence[float]], truth: Sequence[float],

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.stats import kendalltau, weightedtau
+from sklearn.metrics import roc_auc_score
 
 from course_lib import metrics, score_ranking, transferability
 
@@ -44,6 +45,23 @@ def test_bootstrap_is_paired_seeded_and_centred():
     assert np.allclose(boot[:, 0], boot[:, 2]) and np.allclose(boot[:, 0], boot[:, 1])  # one resample per row
     assert np.array_equal(boot, score_ranking.bootstrap_truth(y[100:], [pa, pb, pa], n_boot=200, seed=3))
     assert boot[:, 0].std() > 0 and abs(boot[:, 0].mean() - score_ranking.probe_metric(y[100:], pa)) < 0.02
+
+
+def test_bootstrap_equals_the_metric_on_each_resample_drawn_one_by_one():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 60)
+    binary = np.round(rng.random(60), 1)  # few distinct scores: ties within and across the classes
+    probs = [np.stack([1 - binary, binary], 1), rng.dirichlet(np.ones(3), 60)]
+    boot = score_ranking.bootstrap_truth(y, probs, n_boot=50, seed=4)
+    draws = np.random.default_rng(4)
+    for b in range(50):
+        idx = draws.integers(0, 60, 60)
+        assert boot[b, 0] == pytest.approx(roc_auc_score(y[idx], binary[idx]), abs=1e-12)
+        assert boot[b, 1] == (probs[1][idx].argmax(1) == y[idx]).mean()
+    with pytest.raises(ValueError, match="both classes"):
+        score_ranking.bootstrap_truth(np.r_[1, np.zeros(59, int)], probs[:1], n_boot=200, seed=0)
+    with pytest.raises(ValueError, match="probabilities"):
+        score_ranking.bootstrap_truth(y, [probs[0][:10]], n_boot=5)
 
 
 def test_rank_agreement_values_and_intervals():
