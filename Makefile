@@ -27,12 +27,13 @@ lab: install
 
 # The caches train while the unit tests run: the tests keep about one core busy (one process at a time),
 # the cache workers take the rest.  A unit-test failure stops the cache workers (their process group) too.
+# Then two notebooks at a time, one CPU thread per kernel (tools/run_notebooks.py --jobs 2).
 test: install
 	$(VENV)/bin/ruff check .
 	set -m; $(PY) tools/warm_caches.py & warm=$$!; trap 'kill -- -$$warm 2>/dev/null' EXIT; \
 	$(PY) -m pytest tests --ignore=tests/browser || exit 1; \
 	wait $$warm || exit 1; trap - EXIT
-	$(PY) tools/run_notebooks.py notebooks solutions
+	$(PY) tools/run_notebooks.py --jobs 2 notebooks solutions
 	$(PY) tools/build_site.py
 	$(PY) -m pytest tests/browser
 

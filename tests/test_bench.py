@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -322,3 +323,28 @@ def test_summary_value_lifts_one_metric_or_merges_several():
     assert bench.summary_value(nbs, [("a.ipynb", "m"), ("b.ipynb", "m")]) == {"x": 1.0, "y": 3.0}
     assert bench.summary_value(nbs, [("a.ipynb", "m"), ("bad.ipynb", "m")]) is None  # never half a merge
     assert bench.summary_value(nbs, [("a.ipynb", "m"), ("missing.ipynb", "m")]) is None
+
+
+def test_run_notebooks_jobs_option_is_parsed_and_checked():
+    assert run_notebooks.take_jobs(["notebooks"]) == (1, ["notebooks"])
+    assert run_notebooks.take_jobs(["--jobs", "2", "notebooks", "solutions"]) == (2, ["notebooks", "solutions"])
+    assert run_notebooks.take_jobs(["notebooks", "--jobs", "0"])[0] is None
+    assert run_notebooks.take_jobs(["--jobs"])[0] is None
+    assert run_notebooks.main(["--jobs", "two", "notebooks"]) == 2
+
+
+def test_run_notebooks_in_parallel_times_every_notebook_and_reports_a_failure(tmp_path, capsys):
+    copies = []
+    for name, code in (("a", "x = 1"), ("b", "raise ValueError('broken on purpose')"), ("c", "print(2)")):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        copies.append(tmp_path / "build" / "lessons" / f"{name}.ipynb")
+        copies[-1].parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, copies[-1])
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tools")}
+    code = run_notebooks.run_parallel(copies, tmp_path / "build", tmp_path / "executed", [], env, 2)
+    out = capsys.readouterr().out
+    assert code != 0 and "broken on purpose" in out
+    for name, outcome in (("a", "passed"), ("b", "FAILED"), ("c", "passed")):
+        assert re.search(rf"lessons/{name}\.ipynb\s+[\d.]+\s+{outcome}", out), out
+    assert sorted(p.name for p in (tmp_path / "executed").rglob("*.ipynb")) == ["a.ipynb", "b.ipynb", "c.ipynb"]

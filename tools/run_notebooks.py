@@ -1,6 +1,6 @@
 """Execute every notebook with nbval, on copies, and print each notebook's runtime.
 
-Usage: python tools/run_notebooks.py [--fake-cuda] notebooks solutions [-- extra pytest args]
+Usage: python tools/run_notebooks.py [--fake-cuda] [--jobs K] notebooks solutions [-- extra pytest args]
 
 ``--fake-cuda`` runs every kernel under tests/fakecuda.py's ``fake_cuda()`` (in build/nbval-fakecuda/, quick
 profile): the notebooks take their CUDA code paths on the CPU, and a device mix-up fails as on a GPU.
@@ -10,6 +10,11 @@ pairing): they are copied to build/nbval/ first.  nbval runs with --nbval-lax (o
 NBVAL_CHECK_OUTPUT compare outputs; every cell must still run without error) and --nbval-current-env.
 Each executed notebook, with its outputs, is kept in build/executed/<folder>/ (tools/nbexecuted.py;
 build/executed-fakecuda/ with --fake-cuda): `make site` builds the course website from it.
+``--jobs K`` runs K notebooks at a time (one pytest run each, longest first by the last 1-thread bench,
+results/quick-threads1.json; each run's output is printed when it ends), every kernel pinned to
+``cores // K`` CPU threads through ``$COURSE_THREADS`` (and the BLAS/OpenMP thread variables numpy and
+scikit-learn read) unless that is set: K kernels never oversubscribe the cores (every claim holds at
+1 and 2 threads: tools/bench.py runs both).  ``make test`` uses 2.
 Budgets in the quick profile: 60 s per lesson (notebooks/), 90 s per solution (solutions/); the runtime
 table marks a notebook over its budget (a report only: it never fails the run).
 """
@@ -21,6 +26,8 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,32 +48,86 @@ def main(argv: list[str]) -> int:
                    PYTHONPATH=f"{ROOT / 'tests' / 'fakecuda_site'}{os.pathsep}{env['PYTHONPATH']}")
         build = BUILD.with_name("nbval-fakecuda")
     executed = build.with_name(build.name.replace("nbval", "executed"))
+    jobs, ours = take_jobs(ours)
+    if jobs is None:
+        print("--jobs needs a positive integer, e.g. --jobs 2", file=sys.stderr)
+        return 2
     unknown = [a for a in ours if a.startswith("-") or not (ROOT / a).is_dir()]
     if unknown:
         print(f"Not a folder of this repository: {unknown}. Usage: python tools/run_notebooks.py notebooks "
               "solutions [-- extra pytest args]", file=sys.stderr)
         return 2
     folders = ours or ["notebooks", "solutions"]
+    copies = fresh_copies(folders, build, executed)
+    if not copies:
+        print(f"No notebooks found in {folders}")
+        return 1
+    if jobs > 1:
+        env.setdefault("COURSE_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # numpy / scikit-learn too
+            env.setdefault(var, env["COURSE_THREADS"])
+        return run_parallel(sorted(copies, key=expected_seconds, reverse=True), build, executed, extra, env, jobs)
+    timing = build / "timing.json"
+    code = subprocess.call(_pytest(copies, build, executed, timing, "build/.pytest_cache", extra), cwd=ROOT, env=env)
+    print_table(json.loads(timing.read_text()) if timing.exists() else {})
+    return code
+
+
+def fresh_copies(folders: list[str], build: Path, executed: Path) -> list[Path]:
+    """Empty ``build`` and ``executed``, then copy every notebook of ``folders`` to ``build/<folder>/``."""
     shutil.rmtree(build, ignore_errors=True)
     shutil.rmtree(executed, ignore_errors=True)
     copies = []
     for folder in folders:
         for nb in sorted((ROOT / folder).glob("*.ipynb")):
-            dest = build / folder / nb.name
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(nb, dest)
-            copies.append(dest)
-    if not copies:
-        print(f"No notebooks found in {folders}")
-        return 1
-    timing = build / "timing.json"
-    cmd = [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "nbtiming",
-           f"--nbtiming-out={timing}", "-p", "nbexecuted", f"--nbexecuted-out={executed}",
-           "-o", "cache_dir=build/.pytest_cache", "--rootdir", str(build),
-           *map(str, copies), *extra]
-    code = subprocess.call(cmd, cwd=ROOT, env=env)
-    print_table(json.loads(timing.read_text()) if timing.exists() else {})
-    return code
+            copies.append(build / folder / nb.name)
+            copies[-1].parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(nb, copies[-1])
+    return copies
+
+
+def take_jobs(args: list[str]) -> tuple[int | None, list[str]]:
+    """(K from ``--jobs K``, default 1; None if K is not a positive integer) and the other arguments."""
+    if "--jobs" not in args:
+        return 1, args
+    i = args.index("--jobs")
+    k = args[i + 1] if i + 1 < len(args) else ""
+    return (int(k) if k.isdigit() and int(k) > 0 else None), args[:i] + args[i + 2:]
+
+
+def _pytest(copies: list[Path], build: Path, executed: Path, timing: Path, cache: str, extra: list[str]) -> list[str]:
+    return [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "nbtiming",
+            f"--nbtiming-out={timing}", "-p", "nbexecuted", f"--nbexecuted-out={executed}",
+            "-o", f"cache_dir={cache}", "--rootdir", str(build), *map(str, copies), *extra]
+
+
+def expected_seconds(copy: Path) -> float:
+    """The notebook's seconds in the last 1-thread bench (results/quick-threads1.json), 0 if unknown."""
+    bench = ROOT / "results" / "quick-threads1.json"
+    rows = json.loads(bench.read_text()).get("notebooks", {}) if bench.exists() else {}
+    return float(rows.get(f"{copy.parent.name}/{copy.name}", {}).get("seconds") or 0.0)
+
+
+def run_parallel(copies: list[Path], build: Path, executed: Path, extra: list[str], env: dict, jobs: int) -> int:
+    """One pytest run per notebook, ``jobs`` at a time; each run's output is printed whole when it ends."""
+    lock, times, codes = threading.Lock(), {}, []
+
+    def one(copy: Path) -> None:
+        timing = build / f"timing-{copy.parent.name}-{copy.stem}.json"
+        cache = str(build.parent / f".pytest_cache-{copy.parent.name}-{copy.stem}")
+        done = subprocess.run(_pytest([copy], build, executed, timing, cache, extra), cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        with lock:
+            print(done.stdout, flush=True)
+            codes.append(done.returncode)
+            times.update(json.loads(timing.read_text()) if timing.exists() else {})
+
+    threads = env.get("COURSE_THREADS", "unset")
+    print(f"{len(copies)} notebooks, {jobs} at a time, COURSE_THREADS={threads} per kernel", flush=True)
+    with ThreadPoolExecutor(jobs) as pool:
+        list(pool.map(one, copies))
+    print_table(times)
+    return next((c for c in codes if c), 0)
 
 
 def budget_flag(name: str, seconds: float) -> str:
