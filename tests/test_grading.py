@@ -160,9 +160,11 @@ def test_grades_csv(batch):
 
 
 def test_time_limit_enforced(batch):
-    """Four jobs; the slowest submission is stopped at 4 s + 0.8 s grace, the others take ~1-2 s each."""
+    """Four jobs; the infinite loops are stopped at 4 s + 0.8 s grace, so the batch ends (it would never end
+    otherwise).  About 40 s on an idle 2-core machine, 65 s seen on a busy one (make test trains the caches while
+    the unit tests run): the bound leaves room for that."""
     _, _, seconds = batch
-    assert seconds < 45
+    assert seconds < 150
 
 
 def test_feedback_does_not_show_hidden_test_source(batch):
