@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
         env.setdefault("COURSE_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # numpy / scikit-learn too
             env.setdefault(var, env["COURSE_THREADS"])
-        return run_parallel(sorted(copies, key=expected_seconds, reverse=True), build, executed, extra, env, jobs)
+        return run_parallel(longest_first(copies), build, executed, extra, env, jobs)
     timing = build / "timing.json"
     code = subprocess.call(_pytest(copies, build, executed, timing, "build/.pytest_cache", extra), cwd=ROOT, env=env)
     print_table(json.loads(timing.read_text()) if timing.exists() else {})
@@ -101,11 +101,12 @@ def _pytest(copies: list[Path], build: Path, executed: Path, timing: Path, cache
             "-o", f"cache_dir={cache}", "--rootdir", str(build), *map(str, copies), *extra]
 
 
-def expected_seconds(copy: Path) -> float:
-    """The notebook's seconds in the last 1-thread bench (results/quick-threads1.json), 0 if unknown."""
+def longest_first(copies: list[Path]) -> list[Path]:
+    """``copies`` sorted by their seconds in the last 1-thread bench (results/quick-threads1.json), unknown last."""
     bench = ROOT / "results" / "quick-threads1.json"
     rows = json.loads(bench.read_text()).get("notebooks", {}) if bench.exists() else {}
-    return float(rows.get(f"{copy.parent.name}/{copy.name}", {}).get("seconds") or 0.0)
+    return sorted(copies, key=lambda c: float(rows.get(f"{c.parent.name}/{c.name}", {}).get("seconds") or 0.0),
+                  reverse=True)
 
 
 def run_parallel(copies: list[Path], build: Path, executed: Path, extra: list[str], env: dict, jobs: int) -> int:
