@@ -278,3 +278,39 @@ def test_submitted_code_cannot_pass_for_trusted_code(sandbox_required):
         defs, _ = grade.definitions(["import math", cell])
         verdict, problem, tamper = grade.run_test(defs, "import math", "q1", 1, test, runner)
         assert verdict[0] == "FAIL" and "PermissionError" in verdict[2] and "found" not in verdict[2], (name, verdict)
+
+
+def test_the_sandbox_sees_a_private_writable_view_of_the_cache(tmp_path, sandbox_required):
+    """Inside: the instructor's cache files read as they are, new and atomically replaced files are written,
+    an instructor's file cannot be written in place.  Outside, afterwards: the cache is exactly as before."""
+    import subprocess
+
+    import sandbox
+
+    cache = tmp_path / "data" / "cache"
+    (cache / "grid" / "key.v1").mkdir(parents=True)
+    files = {cache / "top.pt": "top", cache / "grid" / "key.v1" / "run_0.pt": "run 0"}
+    for path, text in files.items():
+        path.write_text(text)
+    script = f"""
+import os, pathlib
+run0 = pathlib.Path({str(cache / "grid" / "key.v1" / "run_0.pt")!r})
+assert run0.exists() and run0.is_file() and run0.read_text() == "run 0"
+try:
+    open(run0, "a").write("tampered")
+    raise SystemExit("wrote into the instructor's file")
+except OSError:
+    pass
+(run0.parent / "run_1.pt").write_text("run 1")  # a new run in an existing folder
+tmp = run0.parent / ".tmp"
+tmp.write_text("mine")
+os.replace(tmp, run0.parent.parent.parent / "top.pt")  # the atomic rewrite of an entry
+assert (run0.parent.parent.parent / "top.pt").read_text() == "mine"
+assert sorted(p.name for p in run0.parent.iterdir()) == ["run_0.pt", "run_1.pt"]
+print("ok")
+"""
+    limits = sandbox.Limits()
+    cmd = sandbox.command([sys.executable, "-c", script], {"HOME": sandbox.HOME}, tmp_path / "data", limits)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, preexec_fn=sandbox.limits_preexec(limits))
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
+    assert {p: p.read_text() for p in cache.rglob("*") if p.is_file()} == files

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HOME = "/home/student"  # the sandbox's private home and working directory (a tmpfs)
+RO_CACHE = "/run/instructor-cache"  # where the sandbox sees the real cache folder, read-only
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL_HINT = (
     "Install bubblewrap (Debian/Ubuntu: `sudo apt install bubblewrap`; Fedora: `sudo dnf install bubblewrap`; "
@@ -124,18 +125,23 @@ def command(argv: list[str], env: dict[str, str], data_dir: Path | None, limits:
     return args + ["--remount-ro", "/", "--", *argv]  # the root itself read-only: only the two tmpfs are writable
 
 
-def _private_cache(cache: Path, limits: Limits, max_files: int = 5000) -> list[str]:
+def _private_cache(cache: Path, limits: Limits, max_files: int = 20000) -> list[str]:
     """course_lib caches built datasets and trained models in ``<data>/cache``: the sandbox sees a private,
-    writable copy-on-write view of it (a tmpfs holding read-only binds of the existing files), so a notebook
-    reuses the instructor's caches and writes its own without touching them."""
+    writable copy-on-write view of it, so a notebook reuses the instructor's caches and writes its own without
+    touching them.  The view is a tmpfs of symlinks into one read-only bind of the real folder (``RO_CACHE``):
+    reading follows a link, writing a file (new, or atomically replacing one) changes only the tmpfs, and
+    writing into an instructor's file fails (read-only).  Links, not one bind per file: each bind is a mount,
+    and a thousand of them made every sandbox start take seconds."""
     if not cache.is_dir():
         return []
     files = [p for p in cache.rglob("*") if p.is_file() and not p.is_symlink()]
     if len(files) > max_files:
         return []  # read-only as part of the data directory
-    args = ["--size", str(limits.cache_bytes), "--tmpfs", str(cache)]
+    args = ["--ro-bind", str(cache), RO_CACHE, "--size", str(limits.cache_bytes), "--tmpfs", str(cache)]
+    for folder in sorted({p.parent for p in files} - {cache}):
+        args += ["--dir", str(folder)]
     for path in files:
-        args += ["--ro-bind", str(path), str(path)]
+        args += ["--symlink", f"{RO_CACHE}/{path.relative_to(cache)}", str(path)]
     return args
 
 
