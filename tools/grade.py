@@ -281,7 +281,7 @@ def spawn(mode: str, spec: dict, runner: Runner, wall_s: float, keep_output: boo
     """Run grade_child.py ``mode`` with ``spec``; return (records, output, timed out).  Never raises for
     anything the child does."""
     read_fd, write_fd = os.pipe()
-    argv = [sys.executable, str(CHILD), mode, str(write_fd)]
+    argv = [sandbox.python(), str(CHILD), mode, str(write_fd)]
     with tempfile.TemporaryDirectory(prefix="grade-") as scratch:
         if runner.sandboxed:
             cmd = sandbox.command(argv, _child_env(runner, sandbox.HOME), _data_dir(), runner.limits)

@@ -97,6 +97,12 @@ def _bind_system(args: list[str]) -> None:
             args += ["--ro-bind", path, path]
 
 
+def python() -> str:
+    """This interpreter, by a path the sandbox can see: its folder resolved (a virtual environment reached
+    through a symlink is bound at its real path), its file name kept (so the environment stays active)."""
+    return os.path.join(os.path.realpath(os.path.dirname(sys.executable)), os.path.basename(sys.executable))
+
+
 def _python_paths() -> list[str]:
     """The interpreter's installation and the virtual environment (resolved, deduplicated, outermost first)."""
     python_bin = os.path.dirname(os.path.realpath(sys.executable))
@@ -150,7 +156,7 @@ def probe(limits: Limits) -> None:
     if shutil.which("bwrap") is None:
         raise SandboxUnavailable("bubblewrap (`bwrap`) is not installed, and the grader will not run submitted code "
                                  "unsandboxed on its own. " + INSTALL_HINT)
-    cmd = command([sys.executable, "-c", "import sys; sys.exit(0)"], {"HOME": HOME}, None, limits)
+    cmd = command([python(), "-c", "import sys; sys.exit(0)"], {"HOME": HOME}, None, limits)
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, preexec_fn=limits_preexec(limits))
     except subprocess.TimeoutExpired:
