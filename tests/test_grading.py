@@ -310,7 +310,7 @@ assert sorted(p.name for p in run0.parent.iterdir()) == ["run_0.pt", "run_1.pt"]
 print("ok")
 """
     limits = sandbox.Limits()
-    cmd = sandbox.command([sys.executable, "-c", script], {"HOME": sandbox.HOME}, tmp_path / "data", limits)
+    cmd = sandbox.command([sandbox.python(), "-c", script], {"HOME": sandbox.HOME}, tmp_path / "data", limits)
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, preexec_fn=sandbox.limits_preexec(limits))
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stdout + done.stderr
     assert {p: p.read_text() for p in cache.rglob("*") if p.is_file()} == files
