@@ -35,7 +35,7 @@ test: install
 	wait $$warm || exit 1; trap - EXIT
 	$(PY) tools/run_notebooks.py --jobs 2 notebooks solutions
 	$(PY) tools/build_site.py
-	$(PY) -m pytest tests/browser
+	$(PY) -m pytest -n 2 --dist loadgroup tests/browser
 
 unit: install
 	$(VENV)/bin/ruff check .
@@ -48,7 +48,7 @@ test-fakecuda: install
 
 # Sliders moved with the keyboard in JupyterLab + headless Chromium; screenshots in build/browser/.
 test-browser: install
-	$(PY) -m pytest tests/browser
+	$(PY) -m pytest -n 2 --dist loadgroup tests/browser
 
 notebooks: install
 	$(PY) tools/warm_caches.py

@@ -32,6 +32,9 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 RUN_ALL_TIMEOUT_S = 900  # one lesson, Run All, on a busy 2-core machine
 # lesson -> number of sliders it shows
 LESSONS = {"03_discriminative_lr": 2, "04_dann": 2, "05_mmd": 1, "06_knowledge_distillation": 2}
+# Under `pytest -n 2` (make test) each group goes to one worker, paired so both take about as long
+# (Run All at one thread: 06 + 05 about 90 s, 03 + 04 about 70 s).
+GROUPS = {"06_knowledge_distillation": "a", "05_mmd": "a", "03_discriminative_lr": "b", "04_dann": "b"}
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed "
                                      "(it is in environment.yml; run `make install`)")
@@ -53,6 +56,16 @@ def _api(base: str, token: str, path: str, method: str = "GET") -> list | dict |
     return json.loads(body) if body else None
 
 
+def _cpu_share() -> dict[str, str]:
+    """The kernels' thread count under pytest-xdist: the cores split between the workers (torch and BLAS),
+    as tools/run_notebooks.py does; nothing set when the tests run in one process."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers == 1:
+        return {}
+    threads = str(max(1, (os.cpu_count() or 1) // workers))
+    return {var: threads for var in ("COURSE_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A JupyterLab server over copies of the widget lessons; yields (base_url, token)."""
@@ -63,7 +76,7 @@ def lab(tmp_path_factory):
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "ws"),
-           "COURSE_PROFILE": os.environ.get("COURSE_PROFILE", "quick")}
+           "COURSE_PROFILE": os.environ.get("COURSE_PROFILE", "quick"), **_cpu_share()}
     settings = {"notebook-extension/tracker": {"autoStartDefaultKernel": True},  # no "Select Kernel" dialog
                 "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False}}
     for plugin, values in settings.items():
@@ -139,7 +152,7 @@ def _figure(box) -> str:
     return img.get_attribute("src") or ""
 
 
-@pytest.mark.parametrize("lesson", list(LESSONS))
+@pytest.mark.parametrize("lesson", [pytest.param(n, marks=pytest.mark.xdist_group(GROUPS[n])) for n in LESSONS])
 def test_sliders_redraw_their_figure(lab, browser, lesson):
     base, token = lab
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
