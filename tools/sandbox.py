@@ -131,7 +131,7 @@ def command(argv: list[str], env: dict[str, str], data_dir: Path | None, limits:
     return args + ["--remount-ro", "/", "--", *argv]  # the root itself read-only: only the two tmpfs are writable
 
 
-def _private_cache(cache: Path, limits: Limits, max_files: int = 20000) -> list[str]:
+def _private_cache(cache: Path, limits: Limits, max_files: int = 5000) -> list[str]:
     """course_lib caches built datasets and trained models in ``<data>/cache``: the sandbox sees a private,
     writable copy-on-write view of it, so a notebook reuses the instructor's caches and writes its own without
     touching them.  The view is a tmpfs of symlinks into one read-only bind of the real folder (``RO_CACHE``):
@@ -142,7 +142,7 @@ def _private_cache(cache: Path, limits: Limits, max_files: int = 20000) -> list[
         return []
     files = [p for p in cache.rglob("*") if p.is_file() and not p.is_symlink()]
     if len(files) > max_files:
-        return []  # read-only as part of the data directory
+        return []  # read-only as part of the data directory (and three arguments per file stay under ARG_MAX)
     args = ["--ro-bind", str(cache), RO_CACHE, "--size", str(limits.cache_bytes), "--tmpfs", str(cache)]
     for folder in sorted({p.parent for p in files} - {cache}):
         args += ["--dir", str(folder)]
