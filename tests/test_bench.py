@@ -333,6 +333,15 @@ def test_run_notebooks_jobs_option_is_parsed_and_checked():
     assert run_notebooks.main(["--jobs", "two", "notebooks"]) == 2
 
 
+def test_cpu_share_splits_the_cores_between_kernels_and_keeps_what_is_set(monkeypatch):
+    monkeypatch.setattr(run_notebooks.os, "cpu_count", lambda: 8)
+    vars_ = ("COURSE_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    assert {k: run_notebooks.cpu_share({"A": "1"}, 4)[k] for k in vars_} == dict.fromkeys(vars_, "2")
+    assert run_notebooks.cpu_share({}, 16)["COURSE_THREADS"] == "1"  # never zero threads
+    mine = run_notebooks.cpu_share({"COURSE_THREADS": "3", "MKL_NUM_THREADS": "5"}, 2)
+    assert (mine["COURSE_THREADS"], mine["OMP_NUM_THREADS"], mine["MKL_NUM_THREADS"]) == ("3", "3", "5")
+
+
 def test_run_notebooks_in_parallel_times_every_notebook_and_reports_a_failure(tmp_path, capsys):
     copies = []
     for name, code in (("a", "x = 1"), ("b", "raise ValueError('broken on purpose')"), ("c", "print(2)")):

@@ -63,14 +63,19 @@ def main(argv: list[str]) -> int:
         print(f"No notebooks found in {folders}")
         return 1
     if jobs > 1:
-        env.setdefault("COURSE_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # numpy / scikit-learn too
-            env.setdefault(var, env["COURSE_THREADS"])
-        return run_parallel(longest_first(copies), build, executed, extra, env, jobs)
+        return run_parallel(longest_first(copies), build, executed, extra, cpu_share(env, jobs), jobs)
     timing = build / "timing.json"
     code = subprocess.call(_pytest(copies, build, executed, timing, "build/.pytest_cache", extra), cwd=ROOT, env=env)
     print_table(json.loads(timing.read_text()) if timing.exists() else {})
     return code
+
+
+def cpu_share(env: dict[str, str], jobs: int) -> dict[str, str]:
+    """``env`` for one of ``jobs`` kernels running at once: cores // jobs CPU threads for torch
+    (``COURSE_THREADS``) and for numpy / scikit-learn's BLAS; a value already in ``env`` wins."""
+    threads = env.get("COURSE_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
+    return {**dict.fromkeys(("COURSE_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"),
+                            threads), **env}
 
 
 def fresh_copies(folders: list[str], build: Path, executed: Path) -> list[Path]:

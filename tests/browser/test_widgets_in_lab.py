@@ -27,6 +27,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+import run_notebooks  # noqa: E402
+
 ARTIFACTS = ROOT / "build" / "browser"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 RUN_ALL_TIMEOUT_S = 900  # one lesson, Run All, on a busy 2-core machine
@@ -56,16 +59,6 @@ def _api(base: str, token: str, path: str, method: str = "GET") -> list | dict |
     return json.loads(body) if body else None
 
 
-def _cpu_share() -> dict[str, str]:
-    """The kernels' thread count under pytest-xdist: the cores split between the workers (torch and BLAS),
-    as tools/run_notebooks.py does; nothing set when the tests run in one process."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    if workers == 1:
-        return {}
-    threads = str(max(1, (os.cpu_count() or 1) // workers))
-    return {var: threads for var in ("COURSE_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     """A JupyterLab server over copies of the widget lessons; yields (base_url, token)."""
@@ -76,7 +69,10 @@ def lab(tmp_path_factory):
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "ws"),
-           "COURSE_PROFILE": os.environ.get("COURSE_PROFILE", "quick"), **_cpu_share()}
+           "COURSE_PROFILE": os.environ.get("COURSE_PROFILE", "quick")}
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # make test: 2, each its own JupyterLab
+    if workers > 1:
+        env = run_notebooks.cpu_share(env, workers)
     settings = {"notebook-extension/tracker": {"autoStartDefaultKernel": True},  # no "Select Kernel" dialog
                 "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False}}
     for plugin, values in settings.items():
