@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -81,3 +83,39 @@ def test_an_unwritable_cache_still_returns_the_value(tmp_path, monkeypatch, caps
     path = cache.path_for("datasets", "x", tmp_path)
     assert cache.cached(path, lambda: 7) == 7
     assert "could not cache x.v1.pt" in capsys.readouterr().out and not path.exists()
+
+
+_WRITER = """
+import sys, torch
+from pathlib import Path
+from course_lib.data import cache
+path = Path(sys.argv[1])
+for i in range(300):
+    cache.save_stamped(torch.full((20_000,), float(i)), path)
+"""
+
+
+def test_a_reader_never_sees_a_new_file_beside_an_old_stamp(tmp_path):
+    """One process rewrites an entry with a different value 300 times while this one reads it: every read
+    returns one whole value (the folder lock keeps each file and its stamp together)."""
+    path = cache.path_for("zoo", "contended", tmp_path)
+    cache.save_stamped(torch.full((20_000,), -1.0), path)
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(path)])
+    seen = set()
+    try:
+        while writer.poll() is None:
+            value = cache.load_stamped(path)
+            assert bool((value == value[0]).all())
+            seen.add(float(value[0]))
+    finally:
+        writer.wait(timeout=120)
+    assert writer.returncode == 0 and len(seen) > 10  # the reads really interleaved with the writes
+
+
+def test_the_same_value_saved_twice_gives_the_same_bytes(tmp_path):
+    """``torch.save`` given a path names the archive after it; saved through a file object it does not, so a
+    value rebuilt by another process matches the stamp already there."""
+    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
+    for path in (first, second):
+        cache.save_stamped({"x": torch.arange(10)}, path)
+    assert first.read_bytes() == second.read_bytes()

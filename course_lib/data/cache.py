@@ -8,7 +8,9 @@ digit runs, the grids of lessons 02, 06 and 07) is stored here:
   never read again);
 * ``save_stamped`` writes a file atomically (a temporary file, then a rename: never a half-written file)
   with a ``<file>.sha256`` stamp beside it; ``load_stamped`` checks the stamp and refuses a corrupted
-  entry with ``ChecksumError`` instead of silently recomputing over it;
+  entry with ``ChecksumError`` instead of silently recomputing over it.  Both hold a lock on the folder
+  (``flock``: shared to read, exclusive to write), so a process that reads while another writes the same
+  entry never sees a new file beside an old stamp;
 * ``cached(path, build)`` is the whole pattern: the stored value on a hit, else ``build()`` once, stored.
 
 >>> cached(path_for("zoo", "mnist-resnet20_quick_cpu1t"), build)   # doctest: +SKIP
@@ -16,13 +18,19 @@ digit runs, the grids of lessons 02, 06 and 07) is stored here:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # Windows: entries are still atomic, but a concurrent reader is not kept out
+    fcntl = None
 
 from .. import config
 from .integrity import ChecksumError, file_digest
@@ -72,8 +80,35 @@ def atomic_write_text(text: str, path: Path) -> Path:
 
 
 def atomic_save(obj: Any, path: Path) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically: never a half-written file."""
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """``torch.save(obj)`` to ``path`` atomically: never a half-written file.
+
+    Saved through a file object: given a path, ``torch.save`` names the archive's records after it (here a
+    random temporary name), so the same value would give different bytes each time."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+    return atomic_write(path, write)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path, exclusive: bool) -> Iterator[None]:
+    """Hold ``flock`` on ``folder`` (shared or exclusive) for the block.  Where locks are unavailable
+    (no ``fcntl``, a file system without ``flock``) the block runs unlocked."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        fd = None
+    if fcntl is None or fd is None:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _stamp(path: Path) -> Path:
@@ -81,10 +116,12 @@ def _stamp(path: Path) -> Path:
 
 
 def save_stamped(obj: Any, path: Path) -> Path:
-    """``atomic_save`` plus a ``<name>.sha256`` stamp beside it (also atomic), which ``load_stamped`` checks."""
-    atomic_save(obj, path)
-    line = f"{file_digest(path)}  {path.name}\n"
-    atomic_write_text(line, _stamp(path))
+    """``atomic_save`` plus a ``<name>.sha256`` stamp beside it (also atomic), which ``load_stamped`` checks;
+    the pair is written under the folder's exclusive lock."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(path.parent, exclusive=True):
+        atomic_save(obj, path)
+        atomic_write_text(f"{file_digest(path)}  {path.name}\n", _stamp(path))
     return path
 
 
@@ -93,7 +130,15 @@ def load_stamped(path: Path) -> Any:
 
     A file without its stamp (or the reverse), or one whose sha256 differs from the stamp, raises
     ``ChecksumError`` naming the file: a corrupted cache is reported, never silently recomputed over.
+    Read under the folder's shared lock (a concurrent ``save_stamped`` of the entry waits, or is waited for).
     """
+    if not path.parent.is_dir():
+        return None
+    with _folder_lock(path.parent, exclusive=False):
+        return _load_checked(path)
+
+
+def _load_checked(path: Path) -> Any:
     stamp = _stamp(path)
     if not (path.exists() or stamp.exists()):
         return None
