@@ -92,20 +92,19 @@ def atomic_save(obj: Any, path: Path) -> Path:
 
 @contextlib.contextmanager
 def _folder_lock(folder: Path, exclusive: bool) -> Iterator[None]:
-    """Hold ``flock`` on ``folder`` (shared or exclusive) for the block.  Where locks are unavailable
-    (no ``fcntl``, a file system without ``flock``) the block runs unlocked."""
+    """Hold ``flock`` on ``folder`` (shared or exclusive) for the block.  Where there is nothing to lock (no
+    ``fcntl``, a folder that does not exist yet, a file system without ``flock``) the block runs unlocked."""
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
         fd = None
-    if fcntl is None or fd is None:
+    if fd is None:  # (yielding outside the except clause keeps its error out of the block's tracebacks)
         yield
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        except OSError:
-            pass
+        if fcntl is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
     finally:
         os.close(fd)  # releases the lock
@@ -132,8 +131,6 @@ def load_stamped(path: Path) -> Any:
     ``ChecksumError`` naming the file: a corrupted cache is reported, never silently recomputed over.
     Read under the folder's shared lock (a concurrent ``save_stamped`` of the entry waits, or is waited for).
     """
-    if not path.parent.is_dir():
-        return None
     with _folder_lock(path.parent, exclusive=False):
         return _load_checked(path)
 
